@@ -1,0 +1,1 @@
+"""Authentication: passwords, JWTs, refresh-token rotation, Supabase tokens, login throttling."""

@@ -1,0 +1,70 @@
+"""Verification of Supabase-issued access tokens (HS256 secret or JWKS with key caching)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import anyio.to_thread
+import jwt
+
+from sellerdesk.config import Settings
+from sellerdesk.errors import InvalidToken
+
+ASYMMETRIC = ["RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "EdDSA"]
+
+
+@dataclass(frozen=True, slots=True)
+class SupabaseIdentity:
+    subject: str
+    email: str | None
+
+
+class SupabaseVerifier:
+    """Accepts only tokens for the `authenticated` audience from the configured issuer."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._jwks = (
+            jwt.PyJWKClient(settings.AUTH_SUPABASE_JWKS_URL, cache_keys=True, lifespan=600)
+            if settings.AUTH_SUPABASE_JWKS_URL
+            else None
+        )
+
+    async def verify(self, token: str) -> SupabaseIdentity:
+        try:
+            header = jwt.get_unverified_header(token)
+            algorithm = header.get("alg")
+            key: Any
+            if algorithm == "HS256" and self.settings.AUTH_SUPABASE_JWT_SECRET:
+                key, algorithms = self.settings.AUTH_SUPABASE_JWT_SECRET, ["HS256"]
+            elif algorithm in ASYMMETRIC and self._jwks is not None:
+                # PyJWKClient fetches with urllib (blocking): keep it off the event loop.
+                signing_key = await anyio.to_thread.run_sync(
+                    self._jwks.get_signing_key_from_jwt, token
+                )
+                key, algorithms = signing_key, [algorithm]
+            else:
+                raise InvalidToken("Unsupported token algorithm.")
+            options: dict[str, Any] = {"require": ["exp", "sub", "aud"]}
+            if self.settings.AUTH_SUPABASE_ISSUER:
+                options["require"].append("iss")
+            claims = jwt.decode(
+                token,
+                key,
+                algorithms=algorithms,
+                audience=self.settings.AUTH_SUPABASE_AUDIENCE,
+                issuer=self.settings.AUTH_SUPABASE_ISSUER,
+                options=options,
+            )
+        except InvalidToken:
+            raise
+        except jwt.ExpiredSignatureError as exc:
+            raise InvalidToken("The access token has expired.") from exc
+        except (jwt.PyJWTError, ValueError) as exc:
+            raise InvalidToken() from exc
+        subject = claims["sub"]
+        if not isinstance(subject, str) or not 0 < len(subject) <= 64:
+            raise InvalidToken()
+        email = claims.get("email")
+        return SupabaseIdentity(subject=subject, email=email if isinstance(email, str) else None)

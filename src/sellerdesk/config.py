@@ -1,0 +1,147 @@
+"""Settings from the environment (and an optional `.env`)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEFAULT_SECRET_KEY = "dev-secret-key-change-me-in-production-0123456789"  # noqa: S105
+
+Environment = Literal["development", "test", "staging", "production"]
+
+
+class Settings(BaseSettings):
+    """Every setting of the service; names match the environment variables."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=True)
+
+    ENVIRONMENT: Environment = "development"
+    PROJECT_NAME: str = "sellerdesk"
+    LOG_LEVEL: str = "INFO"
+    LOG_JSON: bool | None = None  # None: JSON everywhere but development
+
+    DATABASE_URL: str = "sqlite+aiosqlite:///./sellerdesk.db"
+    DATABASE_POOL_SIZE: int = 10
+    DATABASE_MAX_OVERFLOW: int = 20
+    REDIS_URL: str | None = None
+    CELERY_BROKER_URL: str | None = None
+
+    SECRET_KEY: str = DEFAULT_SECRET_KEY
+    ALGORITHM: Literal["HS256", "HS384", "HS512"] = "HS256"
+    ACCESS_TOKEN_EXPIRE_MINUTES: int = Field(default=30, ge=1)
+    REFRESH_TOKEN_EXPIRE_DAYS: int = Field(default=14, ge=1)
+    JWT_ISSUER: str = "sellerdesk"
+
+    # argon2id cost; defaults are the OWASP minimum (19 MiB, 2 passes, 1 lane).
+    PASSWORD_HASH_MEMORY_KIB: int = Field(default=19456, ge=8)
+    PASSWORD_HASH_TIME_COST: int = Field(default=2, ge=1)
+    PASSWORD_HASH_PARALLELISM: int = Field(default=1, ge=1)
+
+    AUTH_SUPABASE_JWT_SECRET: str | None = None
+    AUTH_SUPABASE_JWKS_URL: str | None = None
+    AUTH_SUPABASE_ISSUER: str | None = None
+    AUTH_SUPABASE_AUDIENCE: str = "authenticated"
+
+    BACKEND_CORS_ORIGINS: Annotated[list[str], NoDecode] = []
+    MAX_REQUEST_BODY_BYTES: int = Field(default=10 * 1024 * 1024, ge=1024)
+    HSTS_SECONDS: int = Field(default=31_536_000, ge=0)
+
+    LOGIN_FAILURE_LIMIT: str = "10/minute"
+    RATE_LIMIT_DEFAULT: str = "100/minute"
+    RATE_LIMIT_GLOBAL: str = "10000/minute"
+    RATE_LIMIT_PER_IP: str | None = None
+
+    CURRENCY: str = "usd"
+    ORDER_PAYMENT_TIMEOUT_MINUTES: int = Field(default=30, ge=1)
+    CACHE_TTL_SECONDS: int = Field(default=60, ge=1)
+
+    PAYMENT_PROVIDER: Literal["manual", "stripe"] | None = None
+    STRIPE_SECRET_KEY: str | None = None
+    STRIPE_PUBLISHABLE_KEY: str | None = None
+    STRIPE_WEBHOOK_SECRET: str | None = None
+    STRIPE_API_BASE: str | None = None
+    PAYMENT_RECONCILE_AFTER_MINUTES: int = Field(default=10, ge=1)
+
+    AMAZON_PROVIDER: Literal["local", "sp-api"] = "local"
+    SPAPI_REFRESH_TOKEN: str | None = None
+    SPAPI_CLIENT_ID: str | None = None
+    SPAPI_CLIENT_SECRET: str | None = None
+    SPAPI_LWA_URL: str = "https://api.amazon.com/auth/o2/token"
+    SPAPI_ENDPOINT: str = "https://sellingpartnerapi-na.amazon.com"
+    SPAPI_SELLER_ID: str | None = None
+    SPAPI_TIMEOUT_SECONDS: float = Field(default=10.0, gt=0)
+    SPAPI_MAX_RETRIES: int = Field(default=4, ge=0)
+    AMAZON_CACHE_TTL_SECONDS: int = Field(default=3600, ge=1)
+    CREDITS_REPEAT_WINDOW: int = Field(default=86_400, ge=0)  # seconds
+
+    SMTP_HOST: str | None = None
+    SMTP_PORT: int = 587
+    SMTP_TLS: bool = False
+    EMAIL_USERNAME: str | None = None
+    EMAIL_PASSWORD: str | None = None
+    EMAIL_FROM: str = "sellerdesk <no-reply@sellerdesk.local>"
+
+    SENTRY_DSN: str | None = None
+
+    @field_validator("BACKEND_CORS_ORIGINS", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = value.strip()
+            if value.startswith("["):
+                import json
+
+                return json.loads(value)
+            return [origin.strip() for origin in value.split(",") if origin.strip()]
+        return value
+
+    @field_validator("CURRENCY")
+    @classmethod
+    def _lower_currency(cls, value: str) -> str:
+        if len(value) != 3 or not value.isalpha():
+            raise ValueError("CURRENCY must be an ISO 4217 code such as 'usd'")
+        return value.lower()
+
+    @model_validator(mode="after")
+    def _refuse_default_secrets(self) -> Settings:
+        if self.ENVIRONMENT != "development" and self.SECRET_KEY == DEFAULT_SECRET_KEY:
+            raise ValueError(
+                f"SECRET_KEY still has its default value; set a real secret when "
+                f"ENVIRONMENT={self.ENVIRONMENT}"
+            )
+        if self.ENVIRONMENT != "development" and len(self.SECRET_KEY) < 32:
+            raise ValueError("SECRET_KEY must be at least 32 characters outside development")
+        return self
+
+    @property
+    def payment_provider(self) -> Literal["manual", "stripe"]:
+        """The provider in use: explicit, else `stripe` when a Stripe key is set."""
+        if self.PAYMENT_PROVIDER is not None:
+            return self.PAYMENT_PROVIDER
+        return "stripe" if self.STRIPE_SECRET_KEY else "manual"
+
+    @property
+    def broker_url(self) -> str | None:
+        """Celery broker: explicit, else REDIS_URL; None means in-process jobs."""
+        return self.CELERY_BROKER_URL or self.REDIS_URL
+
+    @property
+    def supabase_enabled(self) -> bool:
+        return bool(self.AUTH_SUPABASE_JWT_SECRET or self.AUTH_SUPABASE_JWKS_URL)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.DATABASE_URL.startswith("sqlite")
+
+    @property
+    def log_json(self) -> bool:
+        return self.LOG_JSON if self.LOG_JSON is not None else self.ENVIRONMENT != "development"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return Settings()

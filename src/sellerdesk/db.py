@@ -1,0 +1,103 @@
+"""Engine, session factory and `SessionDep`, the request's unit of work."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Annotated, Any
+
+import structlog
+from fastapi import Depends, Request
+from sqlalchemy import event
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.sql.dml import Insert
+
+from sellerdesk.config import Settings
+
+log = structlog.get_logger(__name__)
+
+AfterCommit = Callable[[], Awaitable[None]]
+
+
+def create_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
+    """An async engine; SQLite gets WAL, foreign keys and writer serialisation."""
+    url = url or settings.DATABASE_URL
+    if url.startswith("sqlite"):
+        engine = create_async_engine(url, connect_args={"timeout": 30})
+        _configure_sqlite(engine)
+        return engine
+    return create_async_engine(
+        url,
+        pool_size=settings.DATABASE_POOL_SIZE,
+        max_overflow=settings.DATABASE_MAX_OVERFLOW,
+        pool_pre_ping=True,
+    )
+
+
+def _configure_sqlite(engine: AsyncEngine) -> None:
+    # SQLite cannot lock rows; BEGIN IMMEDIATE makes every transaction take the write lock up
+    # front, so two writers queue instead of failing half-way ("database is locked").
+    sync_engine = engine.sync_engine
+
+    @event.listens_for(sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @event.listens_for(sync_engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+
+
+def on_commit(session: AsyncSession, callback: AfterCommit) -> None:
+    """Run `callback` once the request's transaction has committed (cache purges, jobs)."""
+    session.info.setdefault("after_commit", []).append(callback)
+
+
+async def run_after_commit(session: AsyncSession) -> None:
+    """Run and clear the callbacks queued with `on_commit`; a failing one is logged, not raised."""
+    callbacks: list[AfterCommit] = session.info.pop("after_commit", [])
+    for callback in callbacks:
+        try:
+            await callback()
+        except Exception:
+            log.exception("after_commit_failed", callback=getattr(callback, "__name__", "?"))
+
+
+async def commit(session: AsyncSession) -> None:
+    """Commit and then run the after-commit callbacks."""
+    await session.commit()
+    await run_after_commit(session)
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """The request's session: commits when the route returns, rolls back when it raises."""
+    async with request.app.state.sessionmaker() as session:
+        try:
+            yield session
+            await commit(session)
+        except BaseException:
+            await session.rollback()
+            session.info.pop("after_commit", None)
+            raise
+
+
+SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
+
+
+def insert_for(session: AsyncSession | Connection, table: Any) -> Insert:
+    """A dialect-aware INSERT that supports `on_conflict_do_nothing` on SQLite and PostgreSQL."""
+    bind = session.get_bind() if isinstance(session, AsyncSession) else session
+    if bind.dialect.name == "postgresql":
+        return pg_insert(table)
+    return sqlite_insert(table)

@@ -1,0 +1,1 @@
+"""Reusable building blocks shared by every domain: pagination, money, middleware, limits."""

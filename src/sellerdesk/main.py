@@ -1,0 +1,108 @@
+"""The application factory, its lifespan, and the ASGI/Lambda entry points."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import structlog
+from fastapi import APIRouter, FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from mangum import Mangum
+from redis.asyncio import Redis
+
+from sellerdesk import __version__, health
+from sellerdesk.auth.passwords import Passwords
+from sellerdesk.auth.router import router as auth_router
+from sellerdesk.auth.service import AuthContext
+from sellerdesk.auth.supabase import SupabaseVerifier
+from sellerdesk.config import Settings, get_settings
+from sellerdesk.db import create_engine, create_sessionmaker
+from sellerdesk.errors import install_error_handlers
+from sellerdesk.kit.logging import configure_logging
+from sellerdesk.kit.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
+from sellerdesk.kit.ratelimit import Limiter, LoginThrottle, create_storage
+from sellerdesk.users.router import router as users_router
+
+log = structlog.get_logger(__name__)
+
+API_PREFIX = "/api/v1"
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app; resources (engine, Redis, limiters) open in the lifespan."""
+    settings = settings or get_settings()
+    configure_logging(settings.LOG_LEVEL, json=settings.log_json)
+    if settings.SENTRY_DSN:
+        import sentry_sdk
+
+        sentry_sdk.init(dsn=settings.SENTRY_DSN, environment=settings.ENVIRONMENT,
+                        send_default_pii=False)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await _open(app, settings)
+        try:
+            yield
+        finally:
+            await _close(app)
+
+    app = FastAPI(
+        title="sellerdesk",
+        version=__version__,
+        description="A store and a credit-metered Amazon data API in one service.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    install_error_handlers(app)
+
+    api = APIRouter(prefix=API_PREFIX)
+    api.include_router(auth_router)
+    api.include_router(users_router)
+    app.include_router(health.router)
+    app.include_router(api)
+
+    if settings.BACKEND_CORS_ORIGINS:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.BACKEND_CORS_ORIGINS,
+            allow_credentials=True,
+            allow_methods=["*"],
+            allow_headers=["*"],
+            expose_headers=["X-Request-ID", "Retry-After"],
+        )
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.MAX_REQUEST_BODY_BYTES)
+    app.add_middleware(RequestContextMiddleware, hsts_seconds=settings.HSTS_SECONDS)
+    return app
+
+
+async def _open(app: FastAPI, settings: Settings) -> None:
+    engine = create_engine(settings)
+    app.state.engine = engine
+    app.state.sessionmaker = create_sessionmaker(engine)
+    app.state.redis = (
+        Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
+        if settings.REDIS_URL
+        else None
+    )
+    storage = create_storage(settings.REDIS_URL, key_prefix=f"{settings.PROJECT_NAME}-limits")
+    app.state.limiter = Limiter(storage)
+    app.state.auth = AuthContext(
+        settings=settings,
+        passwords=Passwords(settings),
+        throttle=LoginThrottle(app.state.limiter, settings.LOGIN_FAILURE_LIMIT),
+        supabase=SupabaseVerifier(settings) if settings.supabase_enabled else None,
+    )
+    log.info("app_started", environment=settings.ENVIRONMENT, database=engine.dialect.name,
+             redis=bool(settings.REDIS_URL))
+
+
+async def _close(app: FastAPI) -> None:
+    if app.state.redis is not None:
+        await app.state.redis.aclose()
+    await app.state.engine.dispose()
+
+
+app = create_app()
+handler = Mangum(app, lifespan="auto")
+"""AWS Lambda / Vercel entry point."""

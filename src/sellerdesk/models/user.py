@@ -1,0 +1,36 @@
+"""Users and their refresh tokens."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Boolean, ForeignKey, String, false, true
+from sqlalchemy.orm import Mapped, mapped_column
+
+from sellerdesk.models.base import BigId, Base, IdMixin, TimestampMixin, UTCDateTime
+
+
+class User(IdMixin, TimestampMixin, Base):
+    __tablename__ = "user"
+
+    email: Mapped[str] = mapped_column(String(320), unique=True, nullable=False)
+    hashed_password: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    full_name: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    is_superuser: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    supabase_id: Mapped[str | None] = mapped_column(String(64), unique=True, nullable=True)
+
+
+class RefreshToken(IdMixin, Base):
+    """One issued refresh token; `family_id` ties together every rotation of one login."""
+
+    __tablename__ = "refresh_token"
+
+    user_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("user.id", ondelete="CASCADE"), index=True, nullable=False
+    )
+    family_id: Mapped[str] = mapped_column(String(36), index=True, nullable=False)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True, nullable=False)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)

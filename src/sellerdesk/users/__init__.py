@@ -1,0 +1,1 @@
+"""Users: the account itself, self-service and admin management."""

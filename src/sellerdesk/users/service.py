@@ -1,0 +1,63 @@
+"""Rules for reading and changing users."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from sellerdesk.auth.passwords import Passwords
+from sellerdesk.errors import Conflict, NotFound, ValidationFailed
+from sellerdesk.kit.pagination import PageParams
+from sellerdesk.models import User
+from sellerdesk.users.repository import RefreshTokenRepository, UserRepository
+from sellerdesk.users.schemas import UserUpdateAdmin, UserUpdateMe
+
+log = structlog.get_logger(__name__)
+
+
+async def update_me(
+    session: AsyncSession, passwords: Passwords, user: User, data: UserUpdateMe
+) -> User:
+    """Apply the self-service fields; a new password needs the current one."""
+    if "full_name" in data.model_fields_set:
+        user.full_name = data.full_name
+    if data.password is not None:
+        valid, _ = await passwords.verify(data.current_password or "", user.hashed_password)
+        if not valid:
+            raise ValidationFailed(
+                "current_password is incorrect.",
+                details=[{"loc": ["body", "current_password"], "msg": "incorrect password"}],
+            )
+        user.hashed_password = await passwords.hash(data.password)
+        # Every other session ends with a password change.
+        await RefreshTokenRepository(session).revoke_all_for_user(user.id, datetime.now(UTC))
+        log.info("password_changed", user_id=user.id)
+    await session.flush()
+    return user
+
+
+async def list_users(session: AsyncSession, params: PageParams) -> tuple[list[User], int]:
+    return await UserRepository(session).page(params.offset, params.page_size)
+
+
+async def update_user(
+    session: AsyncSession, admin: User, user_id: int, data: UserUpdateAdmin
+) -> User:
+    """Admin change of `is_active` / `is_superuser`; admins cannot lock themselves out."""
+    user = await UserRepository(session).get(user_id)
+    if user is None:
+        raise NotFound("User not found.")
+    if user.id == admin.id and (data.is_active is False or data.is_superuser is False):
+        raise Conflict("You cannot deactivate or demote your own account.")
+    if data.is_active is not None:
+        user.is_active = data.is_active
+        if not data.is_active:
+            await RefreshTokenRepository(session).revoke_all_for_user(user.id, datetime.now(UTC))
+    if data.is_superuser is not None:
+        user.is_superuser = data.is_superuser
+    await session.flush()
+    log.info("user_updated_by_admin", user_id=user.id, admin_id=admin.id,
+             changes=data.model_dump(exclude_unset=True))
+    return user
