@@ -11,7 +11,9 @@ import typer
 from sellerdesk.config import get_settings
 from sellerdesk.kit.logging import configure_logging
 
-app = typer.Typer(help="sellerdesk: a store and a credit-metered Amazon data API.", no_args_is_help=True)
+app = typer.Typer(
+    help="sellerdesk: a store and a credit-metered Amazon data API.", no_args_is_help=True
+)
 T = TypeVar("T")
 
 
@@ -99,7 +101,9 @@ def create_admin(
         raise typer.Exit(code=2) from exc
 
     async def work(session, settings):  # type: ignore[no-untyped-def]
-        return await ensure_user(session, Passwords(settings), data.email, data.password, superuser=True)
+        return await ensure_user(
+            session, Passwords(settings), data.email, data.password, superuser=True
+        )
 
     user, created = _with_session(work)
     typer.echo(f"{'created' if created else 'promoted'} admin {user.email} (id {user.id})")

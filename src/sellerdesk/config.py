@@ -27,6 +27,7 @@ class Settings(BaseSettings):
     DATABASE_POOL_SIZE: int = 10
     DATABASE_MAX_OVERFLOW: int = 20
     REDIS_URL: str | None = None
+    REDIS_KEY_PREFIX: str = "sellerdesk"  # every Redis key starts with it (cache, limits, locks)
     CELERY_BROKER_URL: str | None = None
 
     SECRET_KEY: str = DEFAULT_SECRET_KEY

@@ -65,10 +65,10 @@ async def _database(state: Any) -> None:
 
 
 async def _broker(url: str) -> None:
-    from kombu import Connection
+    from kombu import Connection  # type: ignore[attr-defined]
 
     def connect() -> None:
-        with Connection(url, connect_timeout=2) as connection:
+        with Connection(url, connect_timeout=2) as connection:  # type: ignore[no-untyped-call]
             connection.ensure_connection(max_retries=1)
 
     await asyncio.to_thread(connect)

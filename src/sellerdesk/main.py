@@ -19,6 +19,7 @@ from sellerdesk.auth.supabase import SupabaseVerifier
 from sellerdesk.config import Settings, get_settings
 from sellerdesk.db import create_engine, create_sessionmaker
 from sellerdesk.errors import install_error_handlers
+from sellerdesk.kit.cache import create_cache
 from sellerdesk.kit.logging import configure_logging
 from sellerdesk.kit.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from sellerdesk.kit.ratelimit import Limiter, LoginThrottle, create_storage
@@ -36,8 +37,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if settings.SENTRY_DSN:
         import sentry_sdk
 
-        sentry_sdk.init(dsn=settings.SENTRY_DSN, environment=settings.ENVIRONMENT,
-                        send_default_pii=False)
+        sentry_sdk.init(
+            dsn=settings.SENTRY_DSN, environment=settings.ENVIRONMENT, send_default_pii=False
+        )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -85,7 +87,8 @@ async def _open(app: FastAPI, settings: Settings) -> None:
         if settings.REDIS_URL
         else None
     )
-    storage = create_storage(settings.REDIS_URL, key_prefix=f"{settings.PROJECT_NAME}-limits")
+    app.state.cache = create_cache(app.state.redis, settings.REDIS_KEY_PREFIX)
+    storage = create_storage(settings.REDIS_URL, key_prefix=f"{settings.REDIS_KEY_PREFIX}:limits")
     app.state.limiter = Limiter(storage)
     app.state.auth = AuthContext(
         settings=settings,
@@ -93,8 +96,12 @@ async def _open(app: FastAPI, settings: Settings) -> None:
         throttle=LoginThrottle(app.state.limiter, settings.LOGIN_FAILURE_LIMIT),
         supabase=SupabaseVerifier(settings) if settings.supabase_enabled else None,
     )
-    log.info("app_started", environment=settings.ENVIRONMENT, database=engine.dialect.name,
-             redis=bool(settings.REDIS_URL))
+    log.info(
+        "app_started",
+        environment=settings.ENVIRONMENT,
+        database=engine.dialect.name,
+        redis=bool(settings.REDIS_URL),
+    )
 
 
 async def _close(app: FastAPI) -> None:

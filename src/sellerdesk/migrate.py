@@ -11,7 +11,11 @@ from alembic.config import Config
 
 def project_root() -> Path:
     """Where `alembic.ini` lives: $SELLERDESK_ROOT, the working directory, or the source tree."""
-    candidates = [os.environ.get("SELLERDESK_ROOT"), os.getcwd(), str(Path(__file__).resolve().parents[2])]
+    candidates = [
+        os.environ.get("SELLERDESK_ROOT"),
+        os.getcwd(),
+        str(Path(__file__).resolve().parents[2]),
+    ]
     for candidate in candidates:
         if candidate and (Path(candidate) / "alembic.ini").is_file():
             return Path(candidate)

@@ -51,7 +51,10 @@ async def register(body: UserCreate, session: SessionDep, ctx: AuthContextDep) -
 
 
 @router.post(
-    "/login", response_model=TokenPair, responses=errors(401, 403, 422, 429), openapi_extra=_LOGIN_BODY
+    "/login",
+    response_model=TokenPair,
+    responses=errors(401, 403, 422, 429),
+    openapi_extra=_LOGIN_BODY,
 )
 async def login(request: Request, session: SessionDep, ctx: AuthContextDep) -> TokenPair:
     """Exchange email and password (OAuth2 form or JSON) for an access and a refresh token."""
@@ -83,9 +86,7 @@ async def refresh(body: RefreshRequest, session: SessionDep, ctx: AuthContextDep
     return await service.refresh(session, ctx.settings, body.refresh_token)
 
 
-@router.post(
-    "/logout", status_code=status.HTTP_204_NO_CONTENT, responses=errors(401, 422)
-)
+@router.post("/logout", status_code=status.HTTP_204_NO_CONTENT, responses=errors(401, 422))
 async def logout(body: RefreshRequest, session: SessionDep, user: CurrentUser) -> Response:
     """Revoke the given refresh token."""
     await service.logout(session, user, body.refresh_token)

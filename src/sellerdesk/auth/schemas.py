@@ -21,5 +21,5 @@ class RefreshRequest(InputModel):
 class TokenPair(InputModel):
     access_token: str
     refresh_token: str
-    token_type: Literal["bearer"] = "bearer"
+    token_type: Literal["bearer"] = "bearer"  # noqa: S105
     expires_in: int

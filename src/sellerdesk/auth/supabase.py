@@ -46,16 +46,16 @@ class SupabaseVerifier:
                 key, algorithms = signing_key, [algorithm]
             else:
                 raise InvalidToken("Unsupported token algorithm.")
-            options: dict[str, Any] = {"require": ["exp", "sub", "aud"]}
+            required = ["exp", "sub", "aud"]
             if self.settings.AUTH_SUPABASE_ISSUER:
-                options["require"].append("iss")
+                required.append("iss")
             claims = jwt.decode(
                 token,
                 key,
                 algorithms=algorithms,
                 audience=self.settings.AUTH_SUPABASE_AUDIENCE,
                 issuer=self.settings.AUTH_SUPABASE_ISSUER,
-                options=options,
+                options={"require": required},
             )
         except InvalidToken:
             raise

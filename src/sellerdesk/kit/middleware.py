@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import time
 import uuid
+from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
@@ -123,7 +124,7 @@ class BodySizeLimitMiddleware:
         await response(scope, receive, send)
 
 
-def client_ip(scope: dict[str, Any]) -> str:
+def client_ip(scope: MutableMapping[str, Any]) -> str:
     """The peer address (the proxy's job is to set it right, e.g. uvicorn --proxy-headers)."""
     client = scope.get("client")
     return client[0] if client else "unknown"

@@ -38,7 +38,7 @@ class Limiter:
 
 
 class LoginThrottle:
-    """Refuses logins for an email or IP after too many failures; fails closed when storage is down."""
+    """Refuses logins after too many failures per email or IP; fails closed if storage is down."""
 
     def __init__(self, limiter: Limiter, limit: str) -> None:
         self.limiter = limiter

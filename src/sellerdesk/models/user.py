@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import Boolean, ForeignKey, String, false, true
 from sqlalchemy.orm import Mapped, mapped_column
 
-from sellerdesk.models.base import BigId, Base, IdMixin, TimestampMixin, UTCDateTime
+from sellerdesk.models.base import Base, BigId, IdMixin, TimestampMixin, UTCDateTime
 
 
 class User(IdMixin, TimestampMixin, Base):

@@ -25,7 +25,9 @@ class UserRepository:
 
     async def page(self, offset: int, limit: int) -> tuple[list[User], int]:
         total = await self.session.scalar(select(func.count()).select_from(User)) or 0
-        rows = await self.session.scalars(select(User).order_by(User.id).offset(offset).limit(limit))
+        rows = await self.session.scalars(
+            select(User).order_by(User.id).offset(offset).limit(limit)
+        )
         return list(rows), total
 
     async def add(self, user: User) -> User:

@@ -58,6 +58,10 @@ async def update_user(
     if data.is_superuser is not None:
         user.is_superuser = data.is_superuser
     await session.flush()
-    log.info("user_updated_by_admin", user_id=user.id, admin_id=admin.id,
-             changes=data.model_dump(exclude_unset=True))
+    log.info(
+        "user_updated_by_admin",
+        user_id=user.id,
+        admin_id=admin.id,
+        changes=data.model_dump(exclude_unset=True),
+    )
     return user

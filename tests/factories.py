@@ -1,0 +1,54 @@
+"""Plain async factories that act through the public API, like a client would."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import httpx
+from fastapi import FastAPI
+from sqlalchemy import update
+
+from sellerdesk.models import User
+
+_seq = itertools.count(1)
+PASSWORD = "correct-horse-battery"
+
+
+@dataclass
+class Account:
+    id: int
+    email: str
+    password: str
+    access_token: str
+    refresh_token: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.access_token}"}
+
+
+async def register(
+    client: httpx.AsyncClient, email: str | None = None, password: str = PASSWORD
+) -> Account:
+    """Register and log in a new user."""
+    email = email or f"user{next(_seq)}@example.com"
+    created = await client.post(
+        "/api/v1/auth/register", json={"email": email, "password": password}
+    )
+    assert created.status_code == 201, created.text
+    tokens = await client.post("/api/v1/auth/login", json={"email": email, "password": password})
+    assert tokens.status_code == 200, tokens.text
+    body = tokens.json()
+    return Account(
+        created.json()["id"], email, password, body["access_token"], body["refresh_token"]
+    )
+
+
+async def register_admin(client: httpx.AsyncClient, app: FastAPI) -> Account:
+    """A user promoted to superuser directly in the database."""
+    account = await register(client, f"admin{next(_seq)}@example.com")
+    async with app.state.sessionmaker() as session:
+        await session.execute(update(User).where(User.id == account.id).values(is_superuser=True))
+        await session.commit()
+    return account
