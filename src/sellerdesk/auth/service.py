@@ -171,8 +171,9 @@ async def _supabase_user(session: AsyncSession, verifier: SupabaseVerifier, toke
             elif user.supabase_id is None:
                 user.supabase_id = identity.subject
                 await session.flush()
-            else:
+            elif user.supabase_id != identity.subject:
                 raise InvalidToken("This email is linked to another Supabase account.")
+            # else: a concurrent first request provisioned this very subject a moment ago.
     except IntegrityError:  # a concurrent first request provisioned it
         user = await users.get_by_supabase_id(identity.subject)
         if user is None:

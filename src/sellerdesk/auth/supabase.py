@@ -7,9 +7,12 @@ from typing import Any
 
 import anyio.to_thread
 import jwt
+import structlog
 
 from sellerdesk.config import Settings
-from sellerdesk.errors import InvalidToken
+from sellerdesk.errors import InvalidToken, ServiceUnavailable
+
+log = structlog.get_logger(__name__)
 
 ASYMMETRIC = ["RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "EdDSA"]
 
@@ -25,8 +28,17 @@ class SupabaseVerifier:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        # The key set is cached for 10 minutes (a key removed from the JWKS stops working then);
+        # an unknown `kid` forces at most one refetch per 30 s cooldown, so forged key ids cannot
+        # make us hammer the endpoint. No per-kid LRU cache: it would never forget a revoked key.
         self._jwks = (
-            jwt.PyJWKClient(settings.AUTH_SUPABASE_JWKS_URL, cache_keys=True, lifespan=600)
+            jwt.PyJWKClient(
+                settings.AUTH_SUPABASE_JWKS_URL,
+                cache_keys=False,
+                lifespan=600,
+                timeout=5,
+                cooldown_duration=30,
+            )
             if settings.AUTH_SUPABASE_JWKS_URL
             else None
         )
@@ -59,6 +71,10 @@ class SupabaseVerifier:
             )
         except InvalidToken:
             raise
+        except jwt.PyJWKClientConnectionError as exc:
+            # We cannot check the token at all: a 401 would log a valid user out.
+            log.error("supabase_jwks_unreachable", error=str(exc)[:200])
+            raise ServiceUnavailable("Token verification is unavailable; retry later.") from exc
         except jwt.ExpiredSignatureError as exc:
             raise InvalidToken("The access token has expired.") from exc
         except (jwt.PyJWTError, ValueError) as exc:
