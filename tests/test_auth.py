@@ -12,7 +12,6 @@ from fastapi import FastAPI
 from sqlalchemy import update
 
 from sellerdesk.models import RefreshToken, User
-
 from tests.auth_helpers import (
     LOGIN,
     LOGOUT,
@@ -62,9 +61,7 @@ async def test_register_duplicate_email_is_409_conflict(client: httpx.AsyncClien
     assert_error(again, 409, "conflict")
 
 
-async def test_register_email_is_case_insensitive(
-    client: httpx.AsyncClient, app: FastAPI
-) -> None:
+async def test_register_email_is_case_insensitive(client: httpx.AsyncClient, app: FastAPI) -> None:
     first = await client.post(REGISTER, json={"email": "Mixed@Example.COM", "password": PASSWORD})
     assert first.status_code == 201
     assert first.json()["email"] == "mixed@example.com"
@@ -114,7 +111,9 @@ async def test_any_password_of_8_to_128_characters_is_accepted_and_logs_in(
 async def test_password_outside_8_to_128_characters_is_422(
     client: httpx.AsyncClient, app: FastAPI, password: str
 ) -> None:
-    response = await client.post(REGISTER, json={"email": "short@example.com", "password": password})
+    response = await client.post(
+        REGISTER, json={"email": "short@example.com", "password": password}
+    )
     body = assert_error(response, 422, "validation_error")
     assert password not in str(body) or password == ""
     assert await count_users(app, email="short@example.com") == 0

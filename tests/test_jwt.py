@@ -131,9 +131,7 @@ async def test_bad_or_unknown_subject_is_rejected(
     assert_error(await client.get(ME, headers=bearer(token)), 401, "invalid_token")
 
 
-async def test_tampered_signature_is_rejected(
-    client: httpx.AsyncClient, account: Account
-) -> None:
+async def test_tampered_signature_is_rejected(client: httpx.AsyncClient, account: Account) -> None:
     head, payload, signature = account.access_token.split(".")
     middle = len(signature) // 2
     flipped = "A" if signature[middle] != "A" else "B"

@@ -82,7 +82,7 @@ async def test_secret_mode_accepts_an_authenticated_token_and_provisions_the_use
 async def test_secret_mode_links_an_existing_local_account_by_email(
     secret_client: tuple[httpx.AsyncClient, FastAPI],
 ) -> None:
-    c, app = secret_client
+    c, _app = secret_client
     local = await register(c, "linked@example.com")
     response = await c.get(ME, headers=bearer(hs(supabase_claims(email="linked@example.com"))))
     assert response.status_code == 200

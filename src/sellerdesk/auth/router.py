@@ -19,6 +19,8 @@ from sellerdesk.users.schemas import UserCreate, UserPublic
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 
+_NO_STORE = "no-store"
+
 _LOGIN_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
@@ -56,9 +58,12 @@ async def register(body: UserCreate, session: SessionDep, ctx: AuthContextDep) -
     responses=errors(401, 403, 422, 429),
     openapi_extra=_LOGIN_BODY,
 )
-async def login(request: Request, session: SessionDep, ctx: AuthContextDep) -> TokenPair:
+async def login(
+    request: Request, response: Response, session: SessionDep, ctx: AuthContextDep
+) -> TokenPair:
     """Exchange email and password (OAuth2 form or JSON) for an access and a refresh token."""
     body = await _login_body(request)
+    response.headers["Cache-Control"] = _NO_STORE  # RFC 6749 5.1: token answers are not cached
     return await service.login(session, ctx, body.email, body.password, client_ip(request.scope))
 
 
@@ -81,8 +86,11 @@ async def _login_body(request: Request) -> LoginRequest:
 
 
 @router.post("/refresh", response_model=TokenPair, responses=errors(401, 403, 422))
-async def refresh(body: RefreshRequest, session: SessionDep, ctx: AuthContextDep) -> TokenPair:
+async def refresh(
+    body: RefreshRequest, response: Response, session: SessionDep, ctx: AuthContextDep
+) -> TokenPair:
     """Rotate a refresh token: the old one is revoked, a new pair is issued."""
+    response.headers["Cache-Control"] = _NO_STORE
     return await service.refresh(session, ctx.settings, body.refresh_token)
 
 
