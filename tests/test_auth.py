@@ -461,3 +461,12 @@ async def test_logout_cannot_revoke_another_users_token(client: httpx.AsyncClien
 async def test_logout_without_a_body_is_422(client: httpx.AsyncClient) -> None:
     account = await register(client)
     assert_error(await client.post(LOGOUT, headers=account.headers), 422, "validation_error")
+
+
+async def test_login_validation_errors_point_at_the_fields_the_client_sent(
+    client: httpx.AsyncClient,
+) -> None:
+    form = await client.post(LOGIN, data={"username": "not-an-email", "password": "x"})
+    assert assert_error(form, 422, "validation_error")["details"][0]["loc"] == ["body", "username"]
+    body = await client.post(LOGIN, json={"email": "not-an-email", "password": "x"})
+    assert assert_error(body, 422, "validation_error")["details"][0]["loc"] == ["body", "email"]

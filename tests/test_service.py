@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import AsyncIterator
 
@@ -388,3 +389,33 @@ async def test_a_half_written_session_never_leaks(make_app: AppFactory) -> None:
         assert_error(await c.post("/fail"), 409, "conflict")
     assert await count_users(app, email="rolled-back@example.com") == 0
     assert isinstance(app.state.sessionmaker(), AsyncSession)
+
+
+# --------------------------------------------------------------------------- logs
+
+
+async def test_logs_are_json_lines_bound_to_the_request_id_without_secrets(
+    make_app: AppFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    app = await make_app(LOG_LEVEL="INFO", LOG_JSON=True)
+    app.add_api_route("/boom", _explode, methods=["POST"])
+    async with _client(app) as c:
+        await c.get("/health", headers={"X-Request-ID": "log-me-1"})
+        await c.post(
+            "/api/v1/auth/login",
+            json={"email": "who@example.com", "password": "my-secret-password"},
+            headers={"X-Request-ID": "log-me-2"},
+        )
+        await c.post("/boom", headers={"X-Request-ID": "log-me-3"})
+    err = capsys.readouterr().err
+    lines = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    access = [line for line in lines if line.get("event") == "request"]
+    health = next(line for line in access if line["request_id"] == "log-me-1")
+    assert health["path"] == "/health" and health["status"] == 200
+    assert health["method"] == "GET" and isinstance(health["duration_ms"], float)
+    assert health["level"] == "info" and health["timestamp"].endswith("Z")
+    failed = [line for line in lines if line.get("event") == "login_failed"]
+    assert failed and failed[0]["request_id"] == "log-me-2"
+    crash = next(line for line in lines if line.get("event") == "unhandled_error")
+    assert crash["request_id"] == "log-me-3" and "RuntimeError" in crash["exception"]
+    assert "my-secret-password" not in err

@@ -148,8 +148,12 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     details = _validation_details(exc)
     first = details[0] if details else None
-    where = ".".join(str(part) for part in first["loc"]) if first else ""
-    message = f"Invalid input at {where}: {first['msg']}" if first else "Invalid input."
+    if first is None:
+        message = "Invalid input."
+    elif first["loc"]:
+        message = f"Invalid input at {'.'.join(str(part) for part in first['loc'])}: {first['msg']}"
+    else:
+        message = f"Invalid input: {first['msg']}"
     return JSONResponse(error_body("validation_error", message, details), status_code=422)
 
 

@@ -69,10 +69,9 @@ async def login(
 
 async def _login_body(request: Request) -> LoginRequest:
     content_type = request.headers.get("content-type", "")
+    is_form = content_type.startswith(("application/x-www-form-urlencoded", "multipart/form-data"))
     try:
-        if content_type.startswith("application/x-www-form-urlencoded") or content_type.startswith(
-            "multipart/form-data"
-        ):
+        if is_form:
             form = await request.form()
             username, password = form.get("username"), form.get("password")
             return LoginRequest.model_validate({"email": username, "password": password})
@@ -82,7 +81,12 @@ async def _login_body(request: Request) -> LoginRequest:
             raise ValidationFailed("The body must be JSON or an OAuth2 password form.") from exc
         return LoginRequest.model_validate(payload)
     except ValidationError as exc:
-        raise RequestValidationError(exc.errors(include_input=False, include_url=False)) from exc
+        # Report locations as FastAPI does for a body, in the names the client sent.
+        details = []
+        for error in exc.errors(include_input=False, include_url=False, include_context=False):
+            loc = ["username" if is_form and part == "email" else part for part in error["loc"]]
+            details.append({**error, "loc": ("body", *loc)})
+        raise RequestValidationError(details) from exc
 
 
 @router.post("/refresh", response_model=TokenPair, responses=errors(401, 403, 422))
