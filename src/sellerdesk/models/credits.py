@@ -18,7 +18,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from sellerdesk.models.base import BigId, Base, IdMixin, TimestampMixin, UTCDateTime, utcnow
+from sellerdesk.models.base import Base, BigId, IdMixin, TimestampMixin, UTCDateTime, utcnow
 
 LEDGER_KINDS = ("purchase", "charge", "refund", "grant", "adjustment")
 

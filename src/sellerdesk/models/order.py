@@ -20,7 +20,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from sellerdesk.models.base import BigId, Base, IdMixin, TimestampMixin, UTCDateTime, utcnow
+from sellerdesk.models.base import Base, BigId, IdMixin, TimestampMixin, UTCDateTime, utcnow
 
 ORDER_STATUSES = ("pending", "paid", "shipped", "delivered", "cancelled", "refunded")
 PAYMENT_STATUSES = ("pending", "succeeded", "failed", "refunded", "partially_refunded")

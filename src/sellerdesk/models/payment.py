@@ -8,7 +8,7 @@ from decimal import Decimal
 from sqlalchemy import CheckConstraint, ForeignKey, Numeric, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from sellerdesk.models.base import BigId, Base, IdMixin, TimestampMixin, UTCDateTime, utcnow
+from sellerdesk.models.base import Base, BigId, IdMixin, TimestampMixin, UTCDateTime, utcnow
 
 PAYMENT_STATES = ("pending", "succeeded", "failed", "canceled")
 
