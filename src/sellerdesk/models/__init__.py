@@ -2,6 +2,44 @@
 
 from sellerdesk.models.base import Base
 from sellerdesk.models.catalog import Category, Product
+from sellerdesk.models.credits import (
+    ApiKey,
+    CreditAccount,
+    CreditLedger,
+    CreditPack,
+    CreditPrice,
+    CreditPurchase,
+)
+from sellerdesk.models.order import (
+    CartItem,
+    DomainEvent,
+    IdempotencyKey,
+    Order,
+    OrderItem,
+    StockMovement,
+)
+from sellerdesk.models.payment import Payment, Refund, WebhookEvent
 from sellerdesk.models.user import RefreshToken, User
 
-__all__ = ["Base", "Category", "Product", "RefreshToken", "User"]
+__all__ = [
+    "ApiKey",
+    "Base",
+    "CartItem",
+    "Category",
+    "CreditAccount",
+    "CreditLedger",
+    "CreditPack",
+    "CreditPrice",
+    "CreditPurchase",
+    "DomainEvent",
+    "IdempotencyKey",
+    "Order",
+    "OrderItem",
+    "Payment",
+    "Product",
+    "RefreshToken",
+    "Refund",
+    "StockMovement",
+    "User",
+    "WebhookEvent",
+]

@@ -1,0 +1,1 @@
+"""Inventory: stock movements, adjustments and low-stock alerts."""

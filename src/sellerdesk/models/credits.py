@@ -1,0 +1,121 @@
+"""Credit accounts, the append-only ledger, packs, pricing, purchases and API keys."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    Numeric,
+    String,
+    true,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from sellerdesk.models.base import Base, BigId, IdMixin, TimestampMixin, UTCDateTime, utcnow
+
+LEDGER_KINDS = ("purchase", "charge", "refund", "grant", "adjustment")
+
+
+class CreditAccount(Base):
+    __tablename__ = "credit_account"
+    __table_args__ = (CheckConstraint("balance >= 0", name="balance_non_negative"),)
+
+    user_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("user.id", ondelete="CASCADE"), primary_key=True
+    )
+    balance: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    lifetime_purchased: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    lifetime_spent: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    updated_at: Mapped[datetime] = mapped_column(
+        UTCDateTime(), default=utcnow, onupdate=utcnow, nullable=False
+    )
+
+
+class CreditLedger(IdMixin, Base):
+    """Append-only: every change of a balance, with the balance right after it."""
+
+    __tablename__ = "credit_ledger"
+    __table_args__ = (
+        CheckConstraint(
+            "kind IN ('purchase', 'charge', 'refund', 'grant', 'adjustment')", name="kind_valid"
+        ),
+        CheckConstraint("balance_after >= 0", name="balance_after_non_negative"),
+        Index("ix_credit_ledger_user_id_id", "user_id", "id"),
+    )
+
+    user_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("user.id", ondelete="CASCADE"), nullable=False
+    )
+    amount: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    balance_after: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    kind: Mapped[str] = mapped_column(String(20), nullable=False)
+    reference: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    endpoint: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    idempotency_key: Mapped[str | None] = mapped_column(String(255), unique=True, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, nullable=False)
+
+
+class CreditPack(IdMixin, TimestampMixin, Base):
+    __tablename__ = "credit_pack"
+    __table_args__ = (
+        CheckConstraint("credits > 0", name="credits_positive"),
+        CheckConstraint("price >= 0", name="price_non_negative"),
+    )
+
+    name: Mapped[str] = mapped_column(String(100), nullable=False)
+    credits: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    price: Mapped[Decimal] = mapped_column(Numeric(12, 2), nullable=False)
+    currency: Mapped[str] = mapped_column(String(3), nullable=False)
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+
+
+class CreditPrice(Base):
+    """Cost in credits of one paid endpoint."""
+
+    __tablename__ = "credit_price"
+    __table_args__ = (CheckConstraint("credits >= 0", name="credits_non_negative"),)
+
+    endpoint: Mapped[str] = mapped_column(String(100), primary_key=True)
+    credits: Mapped[int] = mapped_column(Integer, nullable=False)
+    description: Mapped[str] = mapped_column(String(255), nullable=False, default="")
+
+
+class CreditPurchase(IdMixin, TimestampMixin, Base):
+    """A pack bought with a payment; credits land once, when the payment succeeds."""
+
+    __tablename__ = "credit_purchase"
+
+    user_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("user.id", ondelete="RESTRICT"), index=True, nullable=False
+    )
+    pack_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("credit_pack.id", ondelete="RESTRICT"), nullable=False
+    )
+    payment_id: Mapped[int | None] = mapped_column(
+        BigId, ForeignKey("payment.id", ondelete="RESTRICT"), unique=True, nullable=True
+    )
+    credits: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    status: Mapped[str] = mapped_column(String(20), nullable=False, default="pending")
+
+
+class ApiKey(IdMixin, Base):
+    """An API key: only its prefix (for lookup) and a hash are stored."""
+
+    __tablename__ = "api_key"
+
+    user_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("user.id", ondelete="CASCADE"), index=True, nullable=False
+    )
+    name: Mapped[str] = mapped_column(String(100), nullable=False)
+    prefix: Mapped[str] = mapped_column(String(32), unique=True, nullable=False)
+    key_hash: Mapped[str] = mapped_column(String(128), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, nullable=False)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
