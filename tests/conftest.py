@@ -21,6 +21,7 @@ from fastapi import FastAPI
 from redis.asyncio import Redis
 from sqlalchemy import insert, select, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from sellerdesk.config import Settings
@@ -108,13 +109,19 @@ class Database:
                 self.snapshot[table.name] = [dict(row) for row in rows]
 
     async def reset(self) -> None:
-        async with self.engine.begin() as conn:
-            if self.engine.dialect.name == "postgresql":
-                names = ", ".join(f'"{t.name}"' for t in self.tables)
-                await conn.execute(text(f"TRUNCATE {names} CASCADE"))
-            else:
+        # DELETE children-first is ~50x faster than TRUNCATE on PostgreSQL for a test's few rows
+        # (TRUNCATE recreates every table's files); TRUNCATE remains the fallback for FK cycles.
+        try:
+            async with self.engine.begin() as conn:
                 for table in reversed(self.tables):
                     await conn.execute(table.delete())
+        except DBAPIError:
+            if self.engine.dialect.name != "postgresql":
+                raise
+            names = ", ".join(f'"{t.name}"' for t in self.tables)
+            async with self.engine.begin() as conn:
+                await conn.execute(text(f"TRUNCATE {names} CASCADE"))
+        async with self.engine.begin() as conn:
             for table in self.tables:
                 rows = self.snapshot.get(table.name)
                 if rows:
