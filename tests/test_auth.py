@@ -332,6 +332,42 @@ async def test_successful_logins_do_not_count_towards_the_throttle(
         assert ok.status_code == 200
 
 
+async def test_concurrent_wrong_guesses_for_one_email_cannot_overshoot_the_limit(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    await register(client, "burst@example.com")
+    clients = [_client_from(app, f"127.0.1.{n}") for n in range(1, 31)]
+    try:
+        responses = await asyncio.gather(*(_fail_login(c, "burst@example.com") for c in clients))
+    finally:
+        for c in clients:
+            await c.aclose()
+    statuses = sorted(r.status_code for r in responses)
+    assert statuses == [401] * 10 + [429] * 20
+
+
+async def test_a_successful_login_clears_the_failures_of_its_email(
+    client: httpx.AsyncClient, app: FastAPI, clients_by_ip: dict[str, httpx.AsyncClient]
+) -> None:
+    await register(client, "forgetful@example.com")
+    ips = list(clients_by_ip)
+    for ip in ips[:9]:
+        assert (await _fail_login(clients_by_ip[ip], "forgetful@example.com")).status_code == 401
+    ok = await clients_by_ip[ips[9]].post(
+        LOGIN, json={"email": "forgetful@example.com", "password": PASSWORD}
+    )
+    assert ok.status_code == 200
+    # A fresh allowance of 10 failures (each from a fresh address).
+    fresh = [_client_from(app, f"127.0.2.{n}") for n in range(11)]
+    try:
+        for c in fresh[:10]:
+            assert (await _fail_login(c, "forgetful@example.com")).status_code == 401
+        _assert_rate_limited(await _fail_login(fresh[10], "forgetful@example.com"))
+    finally:
+        for c in fresh:
+            await c.aclose()
+
+
 async def test_login_throttle_fails_closed_when_its_storage_is_unreachable(
     make_app: AppFactory,
 ) -> None:

@@ -334,3 +334,26 @@ async def test_an_unreachable_jwks_endpoint_is_503_not_a_401(
     async with await _client(app) as c:
         response = await c.get(ME, headers=bearer(rs(rsa_key, supabase_claims())))
     assert_error(response, 503, "service_unavailable")
+
+
+async def test_jwks_mode_accepts_es256_keys(make_app: AppFactory) -> None:
+    # Supabase's current asymmetric signing keys are ECC P-256 (ES256).
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    jwk = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(key.public_key()))
+    jwk.update({"kid": "ec-1", "use": "sig", "alg": "ES256"})
+    server = JwksServer({"keys": [jwk]})
+    try:
+        app = await make_app(AUTH_SUPABASE_JWKS_URL=server.url, AUTH_SUPABASE_ISSUER=ISSUER)
+        async with await _client(app) as c:
+            claims = supabase_claims()
+            token = jwt.encode(claims, key, algorithm="ES256", headers={"kid": "ec-1"})
+            response = await c.get(ME, headers=bearer(token))
+            assert response.status_code == 200, response.text
+            assert response.json()["email"] == claims["email"]
+            # The same key announced as RS256 in the header is refused.
+            mislabeled = unsigned({"alg": "RS256", "kid": "ec-1"}, claims, token.split(".")[2])
+            assert_error(await c.get(ME, headers=bearer(mislabeled)), 401, "invalid_token")
+    finally:
+        server.close()

@@ -63,13 +63,14 @@ async def login(
 ) -> TokenPair:
     """Check the password (same answer whether or not the email exists) and issue a pair."""
     email = normalize_email(email)
-    await ctx.throttle.check(email, ip)
+    await ctx.throttle.begin(email, ip)
     user = await UserRepository(session).get_by_email(email)
     valid, upgraded = await ctx.passwords.verify(password, user.hashed_password if user else None)
     if user is None or not valid:
-        await ctx.throttle.record_failure(email, ip)
+        await ctx.throttle.record_failure(ip)
         log.info("login_failed", ip=ip)
         raise InvalidCredentials()
+    await ctx.throttle.record_success(email)
     if not user.is_active:
         raise Forbidden("This account is inactive.")
     if upgraded is not None:

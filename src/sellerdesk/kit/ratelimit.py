@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import structlog
 from limits import RateLimitItem, parse
@@ -37,30 +39,51 @@ class Limiter:
         return max(1, math.ceil(stats.reset_time - time.time()))
 
 
+_LOGIN = "login-failures"
+
+
 class LoginThrottle:
-    """Refuses logins after too many failures per email or IP; fails closed if storage is down."""
+    """Refuses logins after too many failures per email or IP; fails closed if storage is down.
+
+    Each attempt is counted against its email *before* the password is checked, in one atomic
+    hit, so a burst of concurrent guesses cannot overshoot the limit; a successful login clears
+    the email's count again (the password was known). The IP count is taken after a failure, so
+    successful logins from a shared address never count.
+    """
 
     def __init__(self, limiter: Limiter, limit: str) -> None:
         self.limiter = limiter
         self.item = parse(limit)
 
-    async def check(self, email: str, ip: str) -> None:
-        """Raise 429 when the email or the IP is over the failure limit."""
+    async def begin(self, email: str, ip: str) -> None:
+        """Admit one attempt or raise 429 when the email or the IP is over the failure limit."""
+        async with self._storage_errors():
+            ip_key, email_key = f"ip:{ip}", f"email:{email}"
+            if not await self.limiter.strategy.test(self.item, _LOGIN, ip_key):
+                await self._refuse(ip_key)
+            if not await self.limiter.strategy.hit(self.item, _LOGIN, email_key):
+                await self._refuse(email_key)
+
+    async def record_failure(self, ip: str) -> None:
+        """The attempt failed: count it against the IP (the email counted it in `begin`)."""
+        async with self._storage_errors():
+            await self.limiter.strategy.hit(self.item, _LOGIN, f"ip:{ip}")
+
+    async def record_success(self, email: str) -> None:
+        """The password was right: forget the email's failures."""
+        async with self._storage_errors():
+            await self.limiter.strategy.clear(self.item, _LOGIN, f"email:{email}")
+
+    async def _refuse(self, key: str) -> None:
+        retry = await self.limiter.retry_after(self.item, _LOGIN, key)
+        raise RateLimited(retry, "Too many failed logins; retry later.")
+
+    @asynccontextmanager
+    async def _storage_errors(self) -> AsyncIterator[None]:
         try:
-            for key in (f"email:{email}", f"ip:{ip}"):
-                if not await self.limiter.strategy.test(self.item, "login-failures", key):
-                    retry = await self.limiter.retry_after(self.item, "login-failures", key)
-                    raise RateLimited(retry, "Too many failed logins; retry later.")
+            yield
         except RateLimited:
             raise
-        except Exception as exc:
-            log.error("login_throttle_unavailable", error=type(exc).__name__)
-            raise ServiceUnavailable("Login is temporarily unavailable; retry later.") from exc
-
-    async def record_failure(self, email: str, ip: str) -> None:
-        try:
-            for key in (f"email:{email}", f"ip:{ip}"):
-                await self.limiter.strategy.hit(self.item, "login-failures", key)
         except Exception as exc:
             log.error("login_throttle_unavailable", error=type(exc).__name__)
             raise ServiceUnavailable("Login is temporarily unavailable; retry later.") from exc
