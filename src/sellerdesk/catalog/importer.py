@@ -203,13 +203,19 @@ async def import_products(
             first = next(records, None)
         except (UnicodeDecodeError, csv.Error) as exc:
             return _failed(1, f"the header cannot be read: {_reason(exc)}")
-        if first is None:
+        if first is None or not any(cell.strip() for cell in first[1]):
             return _failed(1, "the file is empty; expected a header row")
         columns, problem = _header(first[1])
         if problem:
             return _failed(1, problem)
         slugs = await session.execute(select(Category.slug, Category.id))
-        run = _Run(session, currency, user_id, columns, dict(slugs.tuples().all()))
+        run = _Run(
+            session,
+            currency,
+            user_id,
+            columns,
+            {slug: category_id for slug, category_id in slugs.all()},
+        )
         savepoint = await session.begin_nested()
         try:
             await _run_import(run, _guarded(records, run))
