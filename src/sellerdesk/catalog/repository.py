@@ -8,6 +8,8 @@ from typing import Any
 from sqlalchemy import (
     ColumnElement,
     Select,
+    String,
+    column,
     delete,
     exists,
     func,
@@ -15,9 +17,11 @@ from sqlalchemy import (
     or_,
     select,
     text,
+    values,
 )
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from sellerdesk.catalog.schemas import ProductFilters
 from sellerdesk.db import insert_for
@@ -32,12 +36,6 @@ TREE_COLUMNS = (
     Category.description,
     Category.parent_id,
 )
-
-_SORTS: dict[str, tuple[Any, bool]] = {
-    "name": (Product.name, False),
-    "price": (Product.price, False),
-    "created_at": (Product.created_at, False),
-}
 
 
 def like_pattern(q: str) -> str:
@@ -178,15 +176,23 @@ class ProductRepository:
     async def page(
         self, filters: ProductFilters, params: PageParams
     ) -> tuple[Sequence[Product], int]:
-        """One page and the total, from one statement (a window count over the same scan)."""
-        column, _ = _SORTS[filters.sort.lstrip("-")]
-        descending = filters.sort.startswith("-")
-        order = (column.desc(), Product.id.desc()) if descending else (column, Product.id)
-        conditions = self._conditions(filters)
-        total_column = func.count(literal(1)).over().label("total")
+        """One page and the total, from one statement: one scan feeds a window count."""
+        # The count and the filter live in a subquery and the sort outside it. Sorted in the
+        # same SELECT, PostgreSQL walks the sort index under the LIMIT (it does not see that the
+        # window count reads every row anyway) instead of using the trigram indexes for `q`.
+        matches = (
+            select(Product, func.count(literal(1)).over().label("total"))
+            .where(*self._conditions(filters))
+            .subquery("matches")
+        )
+        product = aliased(Product, matches)
+        column = getattr(product, filters.sort.lstrip("-"))
+        if filters.sort.startswith("-"):
+            order = (column.desc(), product.id.desc())
+        else:
+            order = (column.asc(), product.id.asc())
         stmt = (
-            select(Product, total_column)
-            .where(*conditions)
+            select(product, matches.c.total)
             .order_by(*order)
             .limit(params.page_size)
             .offset(params.offset)
@@ -196,8 +202,8 @@ class ProductRepository:
             return [row[0] for row in rows], int(rows[0][1])
         if params.page == 1:
             return [], 0
-        # Past the last page the window has no row to carry the total: count once.
-        count = select(func.count()).select_from(Product).where(*conditions)
+        # Past the last page no row carries the total: count once.
+        count = select(func.count()).select_from(Product).where(*self._conditions(filters))
         return [], int(await self.session.scalar(count) or 0)
 
     # ------------------------------------------------------------------ import
@@ -206,10 +212,16 @@ class ProductRepository:
         """sku → (id, stock_quantity, low_stock_threshold), rows locked until commit."""
         stmt = (
             select(Product.sku, Product.id, Product.stock_quantity, Product.low_stock_threshold)
-            .where(Product.sku.in_(skus))
             .order_by(Product.id)
-            .with_for_update()
+            .with_for_update(of=Product)
         )
+        if self.is_postgres:
+            # A join to a VALUES list, not `sku IN (...)`: PostgreSQL checks an IN list of bound
+            # parameters linearly per row, and without statistics it scans the whole table.
+            wanted = values(column("sku", String), name="wanted").data([(sku,) for sku in skus])
+            stmt = stmt.join(wanted, Product.sku == wanted.c.sku)
+        else:
+            stmt = stmt.where(Product.sku.in_(skus))  # SQLite probes the unique index per item
         rows = (await self.session.execute(stmt)).all()
         return {sku: (pid, stock, threshold) for sku, pid, stock, threshold in rows}
 
