@@ -61,6 +61,11 @@ def rss_kib(pid: int, field: str) -> int:
     raise RuntimeError(f"{field} not in /proc/{pid}/status")
 
 
+def reset_peak(pid: int) -> None:
+    """Reset the process's peak RSS (VmHWM) to its current RSS (Linux)."""
+    Path(f"/proc/{pid}/clear_refs").write_text("5")
+
+
 async def latencies(client: httpx.AsyncClient, paths: list[str]) -> list[float]:
     times = []
     for path in paths:
@@ -108,7 +113,7 @@ async def measure(base: str, pid: int, rows: int) -> None:
             for n in range(rows)
         )
         before = rss_kib(pid, "VmRSS")
-        Path(f"/proc/{pid}/clear_refs").write_text("5")  # reset the peak (VmHWM) to now
+        reset_peak(pid)
         started = time.perf_counter()
         response = await client.post(
             "/api/v1/products/import",
@@ -137,7 +142,7 @@ async def measure(base: str, pid: int, rows: int) -> None:
         )
 
 
-async def main() -> None:
+def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sqlite", action="store_true", help="use SQLite and the memory cache")
     parser.add_argument("--rows", type=int, default=10_000)
@@ -146,7 +151,7 @@ async def main() -> None:
     if args.sqlite:
         url, redis = f"sqlite+aiosqlite:///{workdir}/bench.db", ""
     else:
-        url, redis = await fresh_postgres(), "redis://127.0.0.1:6379/0"
+        url, redis = asyncio.run(fresh_postgres()), "redis://127.0.0.1:6379/0"
     env = {
         **os.environ,
         "PYTHONPATH": str(ROOT / "src"),
@@ -178,11 +183,11 @@ async def main() -> None:
                     break
             except httpx.TransportError:
                 time.sleep(0.1)
-        await measure(base, server.pid, args.rows)
+        asyncio.run(measure(base, server.pid, args.rows))
     finally:
         server.terminate()
         server.wait(timeout=10)
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    main()
