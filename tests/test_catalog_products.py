@@ -302,3 +302,21 @@ async def test_openapi_documents_the_catalog(client: httpx.AsyncClient) -> None:
     )
     listing = paths["/api/v1/products"]["get"]["responses"]["200"]["content"]["application/json"]
     assert "Page" in listing["schema"]["$ref"]
+
+
+async def test_concurrent_stock_patches_keep_movements_equal_to_the_stock(
+    client: httpx.AsyncClient, app: FastAPI, admin: Account
+) -> None:
+    product = await create_product(client, admin, stock_quantity=5)
+    path = f"{API}/products/{product['id']}"
+    responses = await asyncio.gather(
+        *(
+            client.patch(path, json={"stock_quantity": level}, headers=admin.headers)
+            for level in range(10, 30)
+        )
+    )
+    assert all(r.status_code == 200 for r in responses)
+    final = (await client.get(path)).json()["stock_quantity"]
+    movements = await _movements(app, product["id"])
+    assert sum(delta for delta, _, _ in movements) == final
+    assert movements[-1][1] == final

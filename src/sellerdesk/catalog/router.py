@@ -93,6 +93,10 @@ async def create_category(
 @router.patch(
     "/categories/{category_id}",
     response_model=CategoryPublic,
+    description=(
+        "Partial update. `parent_id` may not be the category itself or one of its descendants "
+        "(422 `validation_error`); an unknown `parent_id` is also a 422; `null` makes it a root."
+    ),
     responses=errors(401, 403, 404, 409, 422),
 )
 async def update_category(
@@ -117,7 +121,20 @@ async def delete_category(
 # --------------------------------------------------------------------------- products
 
 
-@router.get("/products", response_model=Page[ProductPublic], responses=errors(401, 403, 422))
+@router.get(
+    "/products",
+    response_model=Page[ProductPublic],
+    responses=errors(401, 403, 422),
+    description=(
+        "`category`: a slug; products of the category and of all its descendants. An unknown "
+        "or hidden slug gives an empty page (200), like any filter that matches nothing. "
+        "`q`: case-insensitive substring of name, description or sku (`%`, `_` and `\\` match "
+        "themselves). `min_price`/`max_price`: inclusive. `in_stock=true|false`. `sort`: "
+        "name, -name, price, -price, created_at, -created_at (default -created_at); ties are "
+        "broken by id. Inactive products are listed only to admins who pass "
+        "`include_inactive=true`. Public answers are cached until the next catalog write."
+    ),
+)
 async def list_products(
     session: SessionDep,
     cache: CacheDep,
