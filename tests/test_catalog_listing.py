@@ -156,3 +156,9 @@ async def test_filters_combine(client: httpx.AsyncClient, admin: Account) -> Non
     query = "category=shoes&q=red&in_stock=true&max_price=60"
     body: dict[str, Any] = (await client.get(f"{API}/products?{query}")).json()
     assert [p["sku"] for p in body["items"]] == ["A"] and body["total"] == 1
+
+
+async def test_public_reads_need_no_token_but_refuse_a_bad_one(client: httpx.AsyncClient) -> None:
+    assert (await client.get(f"{API}/products")).status_code == 200
+    bad = await client.get(f"{API}/products", headers={"Authorization": "Bearer not-a-jwt"})
+    assert bad.status_code == 401 and bad.json()["error"] == "invalid_token"
