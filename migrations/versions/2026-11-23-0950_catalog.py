@@ -15,6 +15,8 @@ down_revision: str | None = "0001_foundation"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
+TRIGRAM_COLUMNS = ("name", "description", "sku")
+
 
 def upgrade() -> None:
     op.create_table(
@@ -94,10 +96,30 @@ def upgrade() -> None:
     with op.batch_alter_table("product", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_product_asin"), ["asin"], unique=False)
         batch_op.create_index(batch_op.f("ix_product_category_id"), ["category_id"], unique=False)
+        batch_op.create_index("ix_product_name_id", ["name", "id"], unique=False)
+        batch_op.create_index("ix_product_price_id", ["price", "id"], unique=False)
+        batch_op.create_index("ix_product_created_at_id", ["created_at", "id"], unique=False)
+        batch_op.create_index("ix_product_stock_quantity", ["stock_quantity"], unique=False)
+
+    if op.get_bind().dialect.name == "postgresql":
+        # `q` is a case-insensitive substring match (ILIKE '%q%'); trigram GIN indexes serve it.
+        op.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
+        for column in TRIGRAM_COLUMNS:
+            op.execute(
+                f"CREATE INDEX ix_product_{column}_trgm ON product "
+                f"USING gin ({column} gin_trgm_ops)"
+            )
 
 
 def downgrade() -> None:
+    if op.get_bind().dialect.name == "postgresql":
+        for column in TRIGRAM_COLUMNS:
+            op.execute(f"DROP INDEX IF EXISTS ix_product_{column}_trgm")
     with op.batch_alter_table("product", schema=None) as batch_op:
+        batch_op.drop_index("ix_product_stock_quantity")
+        batch_op.drop_index("ix_product_created_at_id")
+        batch_op.drop_index("ix_product_price_id")
+        batch_op.drop_index("ix_product_name_id")
         batch_op.drop_index(batch_op.f("ix_product_category_id"))
         batch_op.drop_index(batch_op.f("ix_product_asin"))
 

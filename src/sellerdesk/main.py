@@ -16,6 +16,7 @@ from sellerdesk.auth.passwords import Passwords
 from sellerdesk.auth.router import router as auth_router
 from sellerdesk.auth.service import AuthContext
 from sellerdesk.auth.supabase import SupabaseVerifier
+from sellerdesk.catalog.router import router as catalog_router
 from sellerdesk.config import Settings, get_settings
 from sellerdesk.db import create_engine, create_sessionmaker
 from sellerdesk.errors import install_error_handlers
@@ -62,6 +63,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     api = APIRouter(prefix=API_PREFIX)
     api.include_router(auth_router)
     api.include_router(users_router)
+    api.include_router(catalog_router)
     app.include_router(health.router)
     app.include_router(api)
 

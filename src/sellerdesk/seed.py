@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from sellerdesk.auth.passwords import Passwords
 from sellerdesk.auth.service import normalize_email
+from sellerdesk.catalog.seed import seed_catalog
 from sellerdesk.config import Settings
 from sellerdesk.models import User
 from sellerdesk.users.repository import UserRepository
@@ -54,6 +55,7 @@ async def seed(session: AsyncSession, settings: Settings) -> None:
     passwords = Passwords(settings)
     await ensure_user(session, passwords, *DEMO_ADMIN, superuser=True, full_name="Demo Admin")
     await ensure_user(session, passwords, *DEMO_USER, full_name="Demo User")
+    await seed_catalog(session, settings)
     for seeder in SEEDERS:
         await seeder(session, settings)
     log.info("seeded", admin=DEMO_ADMIN[0], user=DEMO_USER[0])

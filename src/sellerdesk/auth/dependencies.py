@@ -44,3 +44,17 @@ async def get_admin_user(user: CurrentUser) -> User:
 
 
 AdminUser = Annotated[User, Depends(get_admin_user)]
+
+
+async def get_optional_user(
+    session: SessionDep,
+    ctx: AuthContextDep,
+    token: Annotated[str | None, Depends(oauth2_scheme)],
+) -> User | None:
+    """The caller on public routes: None without a token; a bad token is still a 401."""
+    if not token:
+        return None
+    return await service.user_from_token(session, ctx, token)
+
+
+OptionalUser = Annotated[User | None, Depends(get_optional_user)]

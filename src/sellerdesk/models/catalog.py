@@ -9,6 +9,7 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     ForeignKey,
+    Index,
     Integer,
     Numeric,
     String,
@@ -38,6 +39,12 @@ class Product(IdMixin, TimestampMixin, Base):
         CheckConstraint("stock_quantity >= 0", name="stock_quantity_non_negative"),
         CheckConstraint("price >= 0", name="price_non_negative"),
         CheckConstraint("low_stock_threshold >= 0", name="low_stock_threshold_non_negative"),
+        # One index per sort of the public listing (id breaks ties) and for `in_stock`; the
+        # `q` search is served by pg_trgm GIN indexes that only the migration creates (PostgreSQL).
+        Index("ix_product_name_id", "name", "id"),
+        Index("ix_product_price_id", "price", "id"),
+        Index("ix_product_created_at_id", "created_at", "id"),
+        Index("ix_product_stock_quantity", "stock_quantity"),
     )
 
     name: Mapped[str] = mapped_column(String(300), nullable=False)

@@ -1,0 +1,1 @@
+"""The catalog: a category tree and products, with search, filters, CSV import and caching."""

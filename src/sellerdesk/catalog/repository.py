@@ -1,0 +1,242 @@
+"""Catalog SQL: categories, products and the listing query."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    String,
+    column,
+    delete,
+    exists,
+    func,
+    literal,
+    or_,
+    select,
+    text,
+    values,
+)
+from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
+
+from sellerdesk.catalog.schemas import ProductFilters
+from sellerdesk.db import insert_for
+from sellerdesk.kit.pagination import PageParams
+from sellerdesk.models import Category, OrderItem, Product
+from sellerdesk.models.base import utcnow
+
+TREE_COLUMNS = (
+    Category.id,
+    Category.name,
+    Category.slug,
+    Category.description,
+    Category.parent_id,
+)
+
+
+def like_pattern(q: str) -> str:
+    """`%q%` with the LIKE wildcards of q escaped, so they match themselves."""
+    escaped = q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+class CategoryRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def get(self, category_id: int) -> Category | None:
+        return await self.session.get(Category, category_id)
+
+    async def slug_taken(self, slug: str, *, other_than: int | None = None) -> bool:
+        stmt = select(exists().where(Category.slug == slug, Category.id != (other_than or 0)))
+        return bool(await self.session.scalar(stmt))
+
+    async def active_tree_rows(self) -> Sequence[Row[int, str, str, str | None, int | None]]:
+        """Every active category, one query; the tree is assembled by the caller."""
+        stmt = (
+            select(*TREE_COLUMNS)
+            .where(Category.is_active.is_(True))
+            .order_by(Category.name, Category.id)
+        )
+        return (await self.session.execute(stmt)).all()
+
+    async def ancestor_ids(self, category_id: int) -> set[int]:
+        """The category and every category above it."""
+        up = (
+            select(Category.id, Category.parent_id)
+            .where(Category.id == category_id)
+            .cte("ancestors", recursive=True)
+        )
+        up = up.union(
+            select(Category.id, Category.parent_id).join(up, Category.id == up.c.parent_id)
+        )
+        return set((await self.session.scalars(select(up.c.id))).all())
+
+    async def has_children(self, category_id: int) -> bool:
+        return bool(
+            await self.session.scalar(select(exists().where(Category.parent_id == category_id)))
+        )
+
+    async def has_products(self, category_id: int) -> bool:
+        return bool(
+            await self.session.scalar(select(exists().where(Product.category_id == category_id)))
+        )
+
+    async def ids_by_slug(self, slugs: Iterable[str]) -> dict[str, int]:
+        slugs = list(slugs)
+        if not slugs:
+            return {}
+        rows = await self.session.execute(
+            select(Category.slug, Category.id).where(Category.slug.in_(slugs))
+        )
+        return {slug: category_id for slug, category_id in rows.all()}
+
+    async def lock_tree(self) -> None:
+        """Serialise moves inside the tree, so two concurrent moves cannot close a cycle."""
+        # SQLite already serialises writers (BEGIN IMMEDIATE); PostgreSQL needs a lock.
+        if self.session.get_bind().dialect.name == "postgresql":
+            await self.session.execute(
+                text("SELECT pg_advisory_xact_lock(hashtext('category_tree'))")
+            )
+
+    async def delete(self, category: Category) -> None:
+        await self.session.delete(category)
+        await self.session.flush()
+
+
+def subtree_ids(slug: str, *, active_only: bool) -> Select[Any]:
+    """SELECT the id of the category with this slug and of all its descendants."""
+    root = select(Category.id).where(Category.slug == slug)
+    if active_only:
+        root = root.where(Category.is_active.is_(True))
+    tree = root.cte("subtree", recursive=True)
+    tree = tree.union_all(select(Category.id).join(tree, Category.parent_id == tree.c.id))
+    return select(tree.c.id)
+
+
+class ProductRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.session.get_bind().dialect.name == "postgresql"
+
+    async def get(self, product_id: int, *, for_update: bool = False) -> Product | None:
+        if not for_update:
+            return await self.session.get(Product, product_id)
+        stmt = select(Product).where(Product.id == product_id).with_for_update()
+        return (await self.session.scalars(stmt)).one_or_none()
+
+    async def sku_taken(self, sku: str, *, other_than: int | None = None) -> bool:
+        stmt = select(exists().where(Product.sku == sku, Product.id != (other_than or 0)))
+        return bool(await self.session.scalar(stmt))
+
+    async def category_exists(self, category_id: int) -> bool:
+        return bool(await self.session.scalar(select(exists().where(Category.id == category_id))))
+
+    async def ordered(self, product_id: int) -> bool:
+        """Whether any order line references the product (then it may only be deactivated)."""
+        stmt = select(exists().where(OrderItem.product_id == product_id))
+        return bool(await self.session.scalar(stmt))
+
+    async def hard_delete(self, product_id: int) -> None:
+        await self.session.execute(delete(Product).where(Product.id == product_id))
+
+    def _conditions(self, filters: ProductFilters) -> list[ColumnElement[bool]]:
+        conditions: list[ColumnElement[bool]] = []
+        if not filters.include_inactive:
+            conditions.append(Product.is_active.is_(True))
+        if filters.category is not None:
+            ids = subtree_ids(filters.category, active_only=not filters.include_inactive)
+            conditions.append(Product.category_id.in_(ids))
+        if filters.q:
+            pattern = like_pattern(filters.q)
+            conditions.append(
+                or_(
+                    Product.name.ilike(pattern, escape="\\"),
+                    Product.description.ilike(pattern, escape="\\"),
+                    Product.sku.ilike(pattern, escape="\\"),
+                )
+            )
+        if filters.min_price is not None:
+            conditions.append(Product.price >= filters.min_price)
+        if filters.max_price is not None:
+            conditions.append(Product.price <= filters.max_price)
+        if filters.in_stock is True:
+            conditions.append(Product.stock_quantity > 0)
+        elif filters.in_stock is False:
+            conditions.append(Product.stock_quantity == 0)
+        return conditions
+
+    async def page(
+        self, filters: ProductFilters, params: PageParams
+    ) -> tuple[Sequence[Product], int]:
+        """One page and the total, from one statement: one scan feeds a window count."""
+        # The count and the filter live in a subquery and the sort outside it. Sorted in the
+        # same SELECT, PostgreSQL walks the sort index under the LIMIT (it does not see that the
+        # window count reads every row anyway) instead of using the trigram indexes for `q`.
+        matches = (
+            select(Product, func.count(literal(1)).over().label("total"))
+            .where(*self._conditions(filters))
+            .subquery("matches")
+        )
+        product = aliased(Product, matches)
+        column = getattr(product, filters.sort.lstrip("-"))
+        if filters.sort.startswith("-"):
+            order = (column.desc(), product.id.desc())
+        else:
+            order = (column.asc(), product.id.asc())
+        stmt = (
+            select(product, matches.c.total)
+            .order_by(*order)
+            .limit(params.page_size)
+            .offset(params.offset)
+        )
+        rows = (await self.session.execute(stmt)).all()
+        if rows:
+            return [row[0] for row in rows], int(rows[0][1])
+        if params.page == 1:
+            return [], 0
+        # Past the last page no row carries the total: count once.
+        count = select(func.count()).select_from(Product).where(*self._conditions(filters))
+        return [], int(await self.session.scalar(count) or 0)
+
+    # ------------------------------------------------------------------ import
+
+    async def stock_by_sku(self, skus: Sequence[str]) -> dict[str, tuple[int, int, int]]:
+        """sku → (id, stock_quantity, low_stock_threshold), rows locked until commit."""
+        stmt = (
+            select(Product.sku, Product.id, Product.stock_quantity, Product.low_stock_threshold)
+            .order_by(Product.id)
+            .with_for_update(of=Product)
+        )
+        if self.is_postgres:
+            # A join to a VALUES list, not `sku IN (...)`: PostgreSQL checks an IN list of bound
+            # parameters linearly per row, and without statistics it scans the whole table.
+            wanted = values(column("sku", String), name="wanted").data([(sku,) for sku in skus])
+            stmt = stmt.join(wanted, Product.sku == wanted.c.sku)
+        else:
+            stmt = stmt.where(Product.sku.in_(skus))  # SQLite probes the unique index per item
+        rows = (await self.session.execute(stmt)).all()
+        return {sku: (pid, stock, threshold) for sku, pid, stock, threshold in rows}
+
+    async def upsert(
+        self, rows: list[dict[str, Any]], update_columns: Sequence[str]
+    ) -> list[tuple[int, str, int, int]]:
+        """INSERT … ON CONFLICT (sku) DO UPDATE for a batch; (id, sku, stock, threshold) each."""
+        table = Product.__table__
+        # PostgreSQL's and SQLite's Insert share the ON CONFLICT API but no common type.
+        stmt: Any = insert_for(self.session, table)
+        excluded = stmt.excluded
+        values = {name: excluded[name] for name in update_columns}
+        values["updated_at"] = utcnow()
+        stmt = stmt.on_conflict_do_update(index_elements=[table.c.sku], set_=values).returning(
+            table.c.id, table.c.sku, table.c.stock_quantity, table.c.low_stock_threshold
+        )
+        result = await self.session.execute(stmt, rows)
+        return [(r[0], r[1], r[2], r[3]) for r in result.all()]
