@@ -6,10 +6,18 @@ import asyncio
 from datetime import timedelta
 
 import httpx
+import pytest
 from fastapi import FastAPI
 from sqlalchemy import func, select, update
 
-from sellerdesk.kit.idempotency import purge_expired_keys, request_hash
+from sellerdesk.kit.idempotency import (
+    IdempotencyConflict,
+    StoredResponse,
+    claim_key,
+    purge_expired_keys,
+    request_hash,
+    store_response,
+)
 from sellerdesk.models import IdempotencyKey, Order
 from sellerdesk.models.base import utcnow
 from tests.orders_factories import (
@@ -211,3 +219,20 @@ async def test_ten_concurrent_identical_checkouts_with_one_key_make_one_order(
     replay = await checkout(client, buyer, **{"Idempotency-Key": "burst"})
     assert replay.status_code == 201
     assert replay.json()["id"] == created[0].json()["id"]
+
+
+async def test_a_request_whose_claim_was_taken_over_cannot_store_its_response(
+    app: FastAPI,
+) -> None:
+    buyer = await make_user(app)
+    lease = timedelta(seconds=1)
+    async with app.state.sessionmaker() as session:
+        slow = await claim_key(session, buyer.id, "k-7", "a" * 64, lease=lease)
+        later = utcnow() + timedelta(seconds=5)  # the slow request outlived its lease
+        retry = await claim_key(session, buyer.id, "k-7", "a" * 64, lease=lease, now=later)
+        assert retry.row_id is not None and retry.claimed_at != slow.claimed_at
+        with pytest.raises(IdempotencyConflict):
+            await store_response(session, slow, StoredResponse(201, b"{}", {}))
+        await session.rollback()
+        await store_response(session, retry, StoredResponse(201, b"{}", {}))
+        await session.commit()

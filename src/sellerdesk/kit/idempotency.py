@@ -100,6 +100,7 @@ class Claim:
     """The outcome of claiming a key: ours to run (`row_id`) or an earlier response to replay."""
 
     row_id: int | None = None
+    claimed_at: datetime | None = None  # with row_id, tells our claim from a later one
     replay: StoredResponse | None = None
 
 
@@ -139,7 +140,7 @@ async def claim_key(
         )
         if inserted is not None:
             await commit(session)
-            return Claim(row_id=inserted)
+            return Claim(row_id=inserted, claimed_at=now)
         row = (
             await session.execute(
                 select(IdempotencyKey).where(
@@ -187,11 +188,20 @@ def _is_stale(row: IdempotencyKey, now: datetime, lease: timedelta) -> bool:
     return row.completed_at is None and row.created_at <= now - lease
 
 
-async def store_response(session: AsyncSession, row_id: int, stored: StoredResponse) -> None:
+def _ours(claim: Claim) -> tuple[Any, ...]:
+    """WHERE clauses matching our own unfinished claim (not one that took it over)."""
+    return (
+        IdempotencyKey.id == claim.row_id,
+        IdempotencyKey.created_at == claim.claimed_at,
+        IdempotencyKey.completed_at.is_(None),
+    )
+
+
+async def store_response(session: AsyncSession, claim: Claim, stored: StoredResponse) -> None:
     """Write the response onto our claim, in the work's transaction; fail if we lost the claim."""
     result = await session.execute(
         update(IdempotencyKey)
-        .where(IdempotencyKey.id == row_id, IdempotencyKey.completed_at.is_(None))
+        .where(*_ours(claim))
         .values(
             status_code=stored.status_code,
             response_body=stored.body,
@@ -204,13 +214,9 @@ async def store_response(session: AsyncSession, row_id: int, stored: StoredRespo
         raise IdempotencyConflict("This request's Idempotency-Key was taken over; retry it.")
 
 
-async def release_key(session: AsyncSession, row_id: int) -> None:
+async def release_key(session: AsyncSession, claim: Claim) -> None:
     """Forget an unfinished claim so a retry runs the work (committed at once)."""
-    await session.execute(
-        delete(IdempotencyKey).where(
-            IdempotencyKey.id == row_id, IdempotencyKey.completed_at.is_(None)
-        )
-    )
+    await session.execute(delete(IdempotencyKey).where(*_ours(claim)))
     await commit(session)
 
 
@@ -335,17 +341,16 @@ def _wrap(endpoint: Endpoint, *, user_param: str | None) -> Endpoint:
         claim = await claim_key(session, _caller_id(kwargs[caller]), key, fingerprint, lease=lease)
         if claim.replay is not None:
             return claim.replay.to_response(replayed=True)
-        assert claim.row_id is not None
         try:
             result = await endpoint(**kwargs)
             route = request.scope.get("route")
             route_status = getattr(route, "status_code", None) or 200
             stored = _to_stored(result, route_status, sub_response)
-            await store_response(session, claim.row_id, stored)
+            await store_response(session, claim, stored)
         except BaseException:
             await session.rollback()
             session.info.pop("after_commit", None)
-            await release_key(session, claim.row_id)
+            await release_key(session, claim)
             raise
         return stored.to_response(replayed=False)
 

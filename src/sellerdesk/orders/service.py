@@ -143,7 +143,7 @@ async def _cancel_pending(
 RefundForCancel = Callable[[AsyncSession, Order], Awaitable[Any]]
 
 
-def _refund_for_cancel() -> RefundForCancel | None:
+def payments_refund_hook() -> RefundForCancel | None:
     """The payments domain's refund hook, once that domain exists in this tree."""
     try:
         payments = importlib.import_module("sellerdesk.payments.service")
@@ -164,7 +164,7 @@ async def cancel(session: AsyncSession, cache: Cache, actor: User, order_id: int
     if order.status == "pending":  # pragma: no cover - cancelled and re-pended cannot happen
         raise Conflict("The order changed while cancelling; retry.")
     if order.status == "paid":
-        refund = _refund_for_cancel()
+        refund = payments_refund_hook()
         if refund is None:
             raise Conflict(
                 "Cancelling a paid order needs a refund through the payment provider, "
