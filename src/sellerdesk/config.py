@@ -87,13 +87,6 @@ class Settings(BaseSettings):
     AMAZON_CACHE_TTL_SECONDS: int = Field(default=3600, ge=1)
     CREDITS_REPEAT_WINDOW: int = Field(default=86_400, ge=0)  # seconds
 
-    SMTP_HOST: str | None = None
-    SMTP_PORT: int = 587
-    SMTP_TLS: bool = False
-    EMAIL_USERNAME: str | None = None
-    EMAIL_PASSWORD: str | None = None
-    EMAIL_FROM: str = "sellerdesk <no-reply@sellerdesk.local>"
-
     SENTRY_DSN: str | None = None
 
     @field_validator("BACKEND_CORS_ORIGINS", mode="before")

@@ -22,6 +22,7 @@ from sellerdesk.db import create_engine, create_sessionmaker
 from sellerdesk.errors import install_error_handlers
 from sellerdesk.inventory.router import router as inventory_router
 from sellerdesk.kit.cache import create_cache
+from sellerdesk.kit.iplimit import PerIpLimitMiddleware
 from sellerdesk.kit.logging import configure_logging
 from sellerdesk.kit.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from sellerdesk.kit.ratelimit import Limiter, LoginThrottle, create_storage
@@ -83,6 +84,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_headers=["*"],
             expose_headers=["X-Request-ID", "Retry-After"],
         )
+    if settings.RATE_LIMIT_PER_IP:
+        app.add_middleware(PerIpLimitMiddleware, limit=settings.RATE_LIMIT_PER_IP)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.MAX_REQUEST_BODY_BYTES)
     app.add_middleware(RequestContextMiddleware, hsts_seconds=settings.HSTS_SECONDS)
     return app
