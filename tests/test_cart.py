@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from sqlalchemy import update
 
 from sellerdesk.models import Product
-from tests.orders_factories import make_product, make_user, put_in_cart
+from tests.orders_factories import ADDRESS, make_product, make_user, put_in_cart, stock_of
 
 
 async def test_an_empty_cart(app: FastAPI, client: httpx.AsyncClient) -> None:
@@ -150,3 +150,19 @@ async def test_extra_fields_are_refused(app: FastAPI, client: httpx.AsyncClient)
         headers=buyer.headers,
     )
     assert response.status_code == 422
+
+
+async def test_a_cart_of_the_dearest_product_renders_and_its_checkout_is_422(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    buyer = await make_user(app)
+    product = await make_product(app, price="9999999999.99", stock=999)
+    await put_in_cart(client, buyer, product, 999)
+    cart = await client.get("/api/v1/cart", headers=buyer.headers)
+    assert cart.status_code == 200
+    assert cart.json()["subtotal"] == "9989999999990.01"
+    response = await client.post(
+        "/api/v1/orders", json={"shipping_address": ADDRESS}, headers=buyer.headers
+    )
+    assert response.status_code == 422
+    assert await stock_of(app, product) == 999

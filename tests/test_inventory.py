@@ -146,3 +146,13 @@ async def test_every_stock_change_purges_the_catalog_cache(
     # A refused change purges nothing.
     await _adjust(client, admin.headers, product, -1000)
     assert await cache.namespace("catalog") == seen[-1]
+
+
+async def test_adjusting_above_the_integer_range_is_409_not_500(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    admin = await make_user(app, admin=True)
+    product = await make_product(app, stock=2_000_000_000)
+    response = await _adjust(client, admin.headers, product, 1_000_000_000)
+    assert response.status_code == 409
+    assert await stock_of(app, product) == 2_000_000_000

@@ -5,10 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-from sqlalchemy import func, select, update
+from sqlalchemy import BigInteger, cast, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sellerdesk.models import Product, StockMovement
+
+MAX_STOCK = 2**31 - 1  # stock_quantity is a 32-bit INTEGER
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,11 +58,14 @@ class StockRepository:
         return StockLevel(*row) if row is not None else None
 
     async def change(self, product_id: int, delta: int) -> StockLevel | None:
-        """Add `delta` (may be negative) unless stock would fall below 0; None then or if absent."""
+        """Add `delta` (may be negative) unless stock would leave 0..MAX_STOCK; None then or if
+        the product is absent."""
+        # Compared as BIGINT so that a huge delta cannot overflow the INTEGER column mid-check.
+        after = cast(Product.stock_quantity, BigInteger) + delta
         row = (
             await self.session.execute(
                 update(Product)
-                .where(Product.id == product_id, Product.stock_quantity + delta >= 0)
+                .where(Product.id == product_id, after >= 0, after <= MAX_STOCK)
                 .values(stock_quantity=Product.stock_quantity + delta)
                 .returning(*_RETURNING)
             )

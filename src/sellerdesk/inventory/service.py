@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sellerdesk.db import on_commit
 from sellerdesk.errors import AppError, Conflict, NotFound
 from sellerdesk.inventory.movements import record_movement
-from sellerdesk.inventory.repository import StockLevel, StockRepository
+from sellerdesk.inventory.repository import MAX_STOCK, StockLevel, StockRepository
 from sellerdesk.kit.cache import Cache
 from sellerdesk.kit.pagination import PageParams
 from sellerdesk.models import Product, StockMovement, User
@@ -118,7 +118,7 @@ async def adjust(
             raise NotFound("Product not found.")
         available = await repo.available([product_id])
         raise Conflict(
-            "Stock cannot go below 0.",
+            "Stock cannot go below 0." if delta < 0 else f"Stock cannot exceed {MAX_STOCK}.",
             details={"product_id": product_id, "delta": delta, "available": available[product_id]},
         )
     await record_movement(

@@ -22,6 +22,7 @@ from sellerdesk.errors import Conflict, NotFound, ValidationFailed
 from sellerdesk.events import record_event
 from sellerdesk.inventory import service as inventory
 from sellerdesk.kit.cache import Cache
+from sellerdesk.kit.money import MAX_AMOUNT
 from sellerdesk.kit.pagination import PageParams
 from sellerdesk.models import Order, OrderItem, User
 from sellerdesk.models.base import utcnow
@@ -60,11 +61,14 @@ async def checkout(session: AsyncSession, cache: Cache, user: User, body: Checko
         )
         for level in levels
     ]
+    total = sum((item.line_total for item in items), Decimal("0.00"))
+    if total > MAX_AMOUNT:
+        raise ValidationFailed(f"An order total may not exceed {MAX_AMOUNT}.")
     order = Order(
         user_id=user.id,
         status="pending",
         payment_status="pending",
-        total_amount=sum((item.line_total for item in items), Decimal("0.00")),
+        total_amount=total,
         currency=currencies.pop(),
         shipping_address=body.shipping_address.model_dump(),
         billing_address=body.billing_address.model_dump() if body.billing_address else None,
