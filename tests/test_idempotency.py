@@ -43,6 +43,9 @@ async def test_same_key_and_body_replays_the_first_response_and_orders_once(
     await put_in_cart(client, buyer, product, 2)
     first = await checkout(client, buyer, **{"Idempotency-Key": "k-1"})
     assert first.status_code == 201
+    assert first.headers["content-type"] == "application/json"
+    stored = await client.get(f"/api/v1/orders/{first.json()['id']}", headers=buyer.headers)
+    assert first.json() == stored.json()  # the same order JSON as without a key
     await put_in_cart(client, buyer, product, 1)  # a new cart must not change the replay
     again = await checkout(client, buyer, **{"Idempotency-Key": "k-1"})
     assert again.status_code == 201

@@ -50,7 +50,7 @@ from typing import Annotated, Any, TypeVar, cast, get_type_hints, overload
 import structlog
 from fastapi import Header, Request, Response
 from fastapi.encoders import jsonable_encoder
-from pydantic import BaseModel
+from pydantic import TypeAdapter
 from sqlalchemy import and_, delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -250,13 +250,24 @@ def _caller_id(value: Any) -> int:
     raise TypeError(f"cannot tell the caller's user id from {type(value).__name__}")
 
 
-def _to_stored(result: Any, route_status: int, sub_response: Response) -> StoredResponse:
+@functools.lru_cache(maxsize=256)
+def _adapter(model: Any) -> TypeAdapter[Any]:
+    return TypeAdapter(model)
+
+
+def _to_stored(
+    result: Any, response_model: Any, route_status: int, sub_response: Response
+) -> StoredResponse:
     """The bytes FastAPI would have sent for `result`, with the route's status and headers."""
     if isinstance(result, Response):
         headers = {k: v for k, v in result.headers.items() if k.lower() not in _SKIPPED_HEADERS}
         return StoredResponse(result.status_code, bytes(result.body), headers)
-    if isinstance(result, BaseModel):
-        body = result.model_dump_json().encode()
+    if response_model is not None:
+        # Like FastAPI: validate against the declared model (ORM objects, filtering), then dump.
+        adapter = _adapter(response_model)
+        body = adapter.dump_json(
+            adapter.validate_python(result, from_attributes=True), by_alias=True
+        )
     else:
         body = json.dumps(
             jsonable_encoder(result), ensure_ascii=False, separators=(",", ":")
@@ -344,8 +355,12 @@ def _wrap(endpoint: Endpoint, *, user_param: str | None) -> Endpoint:
         try:
             result = await endpoint(**kwargs)
             route = request.scope.get("route")
-            route_status = getattr(route, "status_code", None) or 200
-            stored = _to_stored(result, route_status, sub_response)
+            stored = _to_stored(
+                result,
+                getattr(route, "response_model", None),
+                getattr(route, "status_code", None) or 200,
+                sub_response,
+            )
             await store_response(session, claim, stored)
         except BaseException:
             await session.rollback()
