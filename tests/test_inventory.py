@@ -156,3 +156,24 @@ async def test_adjusting_above_the_integer_range_is_409_not_500(
     response = await _adjust(client, admin.headers, product, 1_000_000_000)
     assert response.status_code == 409
     assert await stock_of(app, product) == 2_000_000_000
+
+
+async def test_a_retried_adjustment_with_the_same_idempotency_key_applies_once(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    admin = await make_user(app, admin=True)
+    product = await make_product(app, stock=5)
+    headers = {**admin.headers, "Idempotency-Key": "recount-1"}
+    first = await _adjust(client, headers, product, 3)
+    again = await _adjust(client, headers, product, 3)
+    assert first.status_code == again.status_code == 200
+    assert (
+        again.json()
+        == first.json()
+        == {
+            "product_id": product,
+            "stock_quantity": 8,
+            "low_stock_threshold": 2,
+        }
+    )
+    assert await stock_of(app, product) == 8
