@@ -201,6 +201,7 @@ def make_settings(
         "PAYMENT_PROVIDER": "manual",
         "STRIPE_SECRET_KEY": None,
         "STRIPE_WEBHOOK_SECRET": None,
+        "JOBS_ENABLED": False,  # tests call the periodic jobs directly
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]

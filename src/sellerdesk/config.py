@@ -59,6 +59,15 @@ class Settings(BaseSettings):
     ORDER_PAYMENT_TIMEOUT_MINUTES: int = Field(default=30, ge=1)
     CACHE_TTL_SECONDS: int = Field(default=60, ge=1)
 
+    # Orders, idempotency and in-process periodic jobs (issue 5).
+    IDEMPOTENCY_LEASE_SECONDS: int = Field(
+        default=120, ge=1
+    )  # an unfinished claim older is abandoned
+    JOBS_ENABLED: bool = (
+        True  # the in-process scheduler (order expiry, key purge); tests turn it off
+    )
+    JOBS_INTERVAL_SECONDS: int = Field(default=60, ge=1)
+
     PAYMENT_PROVIDER: Literal["manual", "stripe"] | None = None
     STRIPE_SECRET_KEY: str | None = None
     STRIPE_PUBLISHABLE_KEY: str | None = None

@@ -11,20 +11,24 @@ from fastapi.middleware.cors import CORSMiddleware
 from mangum import Mangum
 from redis.asyncio import Redis
 
-from sellerdesk import __version__, health
+from sellerdesk import __version__, health, jobs
 from sellerdesk.auth.passwords import Passwords
 from sellerdesk.auth.router import router as auth_router
 from sellerdesk.auth.service import AuthContext
 from sellerdesk.auth.supabase import SupabaseVerifier
 from sellerdesk.catalog.router import router as catalog_router
+from sellerdesk.cart.router import router as cart_router
 from sellerdesk.config import Settings, get_settings
 from sellerdesk.db import create_engine, create_sessionmaker
 from sellerdesk.errors import install_error_handlers
+from sellerdesk.inventory.router import router as inventory_router
 from sellerdesk.kit.cache import create_cache
 from sellerdesk.kit.iplimit import PerIpLimitMiddleware
 from sellerdesk.kit.logging import configure_logging
 from sellerdesk.kit.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from sellerdesk.kit.ratelimit import Limiter, LoginThrottle, create_storage
+from sellerdesk.orders.router import admin_router as admin_orders_router
+from sellerdesk.orders.router import router as orders_router
 from sellerdesk.users.router import router as users_router
 
 log = structlog.get_logger(__name__)
@@ -46,9 +50,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await _open(app, settings)
+        jobs.start(app)
         try:
             yield
         finally:
+            await jobs.stop(app)
             await _close(app)
 
     app = FastAPI(
@@ -64,6 +70,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     api.include_router(auth_router)
     api.include_router(users_router)
     api.include_router(catalog_router)
+    api.include_router(cart_router)
+    api.include_router(orders_router)
+    api.include_router(admin_orders_router)
+    api.include_router(inventory_router)
     app.include_router(health.router)
     app.include_router(api)
 

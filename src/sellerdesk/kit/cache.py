@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from typing import Protocol
+from typing import Annotated, Protocol
 
 import structlog
+from fastapi import Depends, Request
 from redis.asyncio import Redis
 
 log = structlog.get_logger(__name__)
@@ -111,3 +112,12 @@ def create_cache(redis: Redis | None, prefix: str) -> Cache:
         if redis is not None
         else MemoryCache(f"{prefix}:cache")
     )
+
+
+def _app_cache(request: Request) -> Cache:
+    cache: Cache = request.app.state.cache
+    return cache
+
+
+CacheDep = Annotated[Cache, Depends(_app_cache)]
+"""The app's cache, for routes whose writes must purge cached pages."""

@@ -1,0 +1,48 @@
+"""The cart: lines of products and quantities, priced live; stock is checked only at checkout."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from sellerdesk.cart.repository import CartRepository
+from sellerdesk.cart.schemas import CartItemPublic, CartPublic
+from sellerdesk.errors import NotFound
+from sellerdesk.models import User
+
+
+async def get_cart(session: AsyncSession, user: User, currency: str) -> CartPublic:
+    """The cart at today's prices; lines no longer on sale are shown but not counted."""
+    items = [
+        CartItemPublic(
+            product_id=product.id,
+            name=product.name,
+            unit_price=product.price,
+            quantity=item.quantity,
+            line_total=product.price * item.quantity,
+            available=product.is_active,
+        )
+        for item, product in await CartRepository(session).lines(user.id)
+    ]
+    subtotal = sum((i.line_total for i in items if i.available), Decimal("0.00"))
+    return CartPublic(items=items, subtotal=subtotal, currency=currency)
+
+
+async def set_item(
+    session: AsyncSession, user: User, product_id: int, quantity: int, currency: str
+) -> CartPublic:
+    """Set a line's quantity (adding the line if needed); unknown or inactive product → 404."""
+    repo = CartRepository(session)
+    if await repo.active_product(product_id) is None:
+        raise NotFound("Product not found.")
+    await repo.set_quantity(user.id, product_id, quantity)
+    return await get_cart(session, user, currency)
+
+
+async def remove_item(session: AsyncSession, user: User, product_id: int) -> None:
+    await CartRepository(session).remove(user.id, product_id)
+
+
+async def clear(session: AsyncSession, user: User) -> None:
+    await CartRepository(session).clear(user.id)

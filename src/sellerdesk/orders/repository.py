@@ -1,0 +1,110 @@
+"""SQL for orders: reads with their items, and status moves as conditional UPDATEs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
+from sqlalchemy.orm.attributes import set_committed_value
+
+from sellerdesk.models import Order, OrderItem
+from sellerdesk.models.base import utcnow
+
+
+class OrderRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def get(self, order_id: int) -> Order | None:
+        """The order with its items, read fresh from the database."""
+        return await self.session.scalar(
+            select(Order)
+            .where(Order.id == order_id)
+            .options(selectinload(Order.items))
+            .execution_options(populate_existing=True)
+        )
+
+    async def page(
+        self, offset: int, limit: int, *, user_id: int | None = None, status: str | None = None
+    ) -> tuple[list[Order], int]:
+        """Newest first; optionally one user's or one status's."""
+        where = []
+        if user_id is not None:
+            where.append(Order.user_id == user_id)
+        if status is not None:
+            where.append(Order.status == status)
+        total = (
+            await self.session.scalar(select(func.count()).select_from(Order).where(*where)) or 0
+        )
+        rows = await self.session.scalars(
+            select(Order)
+            .where(*where)
+            .options(selectinload(Order.items))
+            .order_by(Order.id.desc())
+            .offset(offset)
+            .limit(limit)
+        )
+        return list(rows), total
+
+    async def add(self, order: Order, items: list[OrderItem]) -> Order:
+        self.session.add(order)
+        await self.session.flush()
+        for item in items:
+            item.order_id = order.id
+        self.session.add_all(items)
+        await self.session.flush()
+        set_committed_value(order, "items", items)  # loaded: the response needs no second query
+        return order
+
+    async def move(self, order_id: int, to: str, from_: Iterable[str], **values: Any) -> bool:
+        """`status := to` only if the order is still in one of `from_`; False when it was not."""
+        result = await self.session.execute(
+            update(Order)
+            .where(Order.id == order_id, Order.status.in_(tuple(from_)))
+            .values(status=to, updated_at=utcnow(), **values)
+            .returning(Order.id)
+        )
+        return result.scalar_one_or_none() is not None
+
+    async def set_payment_status(
+        self,
+        order_id: int,
+        payment_status: str,
+        *,
+        statuses: Iterable[str],
+        payment_from: Iterable[str],
+    ) -> bool:
+        """Change only `payment_status`, if the order and its payment are in the given states."""
+        result = await self.session.execute(
+            update(Order)
+            .where(
+                Order.id == order_id,
+                Order.status.in_(tuple(statuses)),
+                Order.payment_status.in_(tuple(payment_from)),
+            )
+            .values(payment_status=payment_status, updated_at=utcnow())
+            .returning(Order.id)
+        )
+        return result.scalar_one_or_none() is not None
+
+    async def quantities(self, order_id: int) -> dict[int, int]:
+        """Units per product in an order (what a cancel returns)."""
+        rows = await self.session.execute(
+            select(OrderItem.product_id, func.sum(OrderItem.quantity))
+            .where(OrderItem.order_id == order_id)
+            .group_by(OrderItem.product_id)
+        )
+        return {product_id: int(quantity) for product_id, quantity in rows}
+
+    async def pending_before(self, cutoff: datetime, limit: int) -> list[int]:
+        rows = await self.session.scalars(
+            select(Order.id)
+            .where(Order.status == "pending", Order.created_at < cutoff)
+            .order_by(Order.id)
+            .limit(limit)
+        )
+        return list(rows)
