@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from decimal import Decimal
 from typing import Any
 
@@ -319,3 +320,24 @@ async def test_large_report_imports_in_chunks(client: httpx.AsyncClient) -> None
     codes = [f"X0{i:08d}" for i in range(0, 1200, 3)]
     batch = await client.post(BATCH, headers=account.headers, json={"fnskus": codes})
     assert all(item["status"] == "found" for item in batch.json()["results"])
+
+
+async def test_concurrent_overlapping_uploads_of_one_user_all_land(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    account = await register(client)
+    codes = [f"X0CONC{i:04d}" for i in range(40)]
+
+    def report(order: list[str], tag: str) -> str:
+        return "fnsku,asin,product-name\n" + "".join(f"{c},B0CONC{c[-4:]},{tag}\n" for c in order)
+
+    reports = [report(codes if n % 2 else codes[::-1], f"upload {n}") for n in range(6)]
+    responses = await asyncio.gather(*(upload(client, account, r) for r in reports))
+    assert [r.status_code for r in responses] == [200] * 6
+    assert sum(r.json()["created"] for r in responses) == 40
+    assert sum(r.json()["updated"] for r in responses) == 5 * 40
+    async with app.state.sessionmaker() as session:
+        count = await session.scalar(
+            select(func.count()).where(AmazonMapping.user_id == account.id)
+        )
+    assert count == 40

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -63,6 +63,19 @@ async def catalog_products(session: AsyncSession, asins: Collection[str]) -> dic
     )
     # Descending order: the oldest product is written last and wins.
     return {row.asin: row for row in rows if row.asin is not None}
+
+
+async def lock_user_mappings(session: AsyncSession, user_id: int) -> None:
+    """Serialise one user's report imports until the transaction ends.
+
+    Two overlapping imports upserting the same keys in different orders could otherwise
+    deadlock on PostgreSQL; SQLite already runs one writer at a time.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(
+            text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
+            {"key": f"amazon_mapping:{user_id}"},
+        )
 
 
 async def existing_fnskus(session: AsyncSession, user_id: int, fnskus: Collection[str]) -> set[str]:

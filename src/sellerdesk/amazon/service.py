@@ -20,6 +20,7 @@ Signatures (the metering step wraps each call; none of them commits, the request
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Sequence
 from typing import Any, BinaryIO
 
@@ -122,7 +123,10 @@ async def import_inventory_report(
         await repository.upsert_mappings(session, user_id, list(chunk.values()))
         chunk.clear()
 
-    for row in read_report(file, max_bytes):
+    rows = read_report(file, max_bytes)
+    first = next(rows, None)  # the header is checked (422) before anything is locked
+    await repository.lock_user_mappings(session, user_id)
+    for row in itertools.chain([first] if first is not None else [], rows):
         if isinstance(row, RowError):
             skipped += 1
             if len(errors) < MAX_REPORTED_ERRORS:
