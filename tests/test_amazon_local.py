@@ -341,3 +341,14 @@ async def test_concurrent_overlapping_uploads_of_one_user_all_land(
             select(func.count()).where(AmazonMapping.user_id == account.id)
         )
     assert count == 40
+
+
+async def test_openapi_describes_the_amazon_routes(client: httpx.AsyncClient) -> None:
+    spec = (await client.get("/openapi.json")).json()
+    paths = spec["paths"]
+    for path in (ASIN, FNSKU, BATCH, REPORT):
+        assert "post" in paths[path], path
+    upload_body = paths[REPORT]["post"]["requestBody"]["content"]
+    assert "multipart/form-data" in upload_body
+    assert {"404", "422", "502", "504"} <= set(paths[ASIN]["post"]["responses"])
+    assert "AsinProduct" in spec["components"]["schemas"]

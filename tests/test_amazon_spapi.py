@@ -316,3 +316,32 @@ async def test_sp_api_provider_refuses_to_start_without_credentials(
 ) -> None:
     with pytest.raises(RuntimeError, match="SPAPI_REFRESH_TOKEN"):
         await make_app(**spapi_settings(spapi, SPAPI_REFRESH_TOKEN=None))
+
+
+async def test_calls_are_spaced_to_the_rate_amazon_reports(
+    sp_client: httpx.AsyncClient, spapi: FakeSpApi
+) -> None:
+    spapi.rate_limit = "10.0"  # x-amzn-RateLimit-Limit: 10 requests per second
+    codes = [f"B0PACE{i:04d}" for i in range(4)]
+    for code in codes:
+        spapi.catalog[code] = catalog_item(code)
+    account = await register(sp_client)
+    started = asyncio.get_running_loop().time()
+    for code in codes:
+        response = await sp_client.post(ASIN, headers=account.headers, json={"asin": code})
+        assert response.status_code == 200
+    # The first answer teaches the rate; the later calls keep 0.1 s apart.
+    assert asyncio.get_running_loop().time() - started >= 0.18
+
+
+async def test_token_is_refreshed_30_seconds_before_it_expires(
+    sp_client: httpx.AsyncClient, spapi: FakeSpApi
+) -> None:
+    spapi.expires_in = 30  # already inside the 30 s margin: never reused
+    spapi.catalog["B0EXAMPLE1"] = catalog_item("B0EXAMPLE1")
+    spapi.catalog["B0EXAMPLE2"] = catalog_item("B0EXAMPLE2")
+    account = await register(sp_client)
+    for code in ("B0EXAMPLE1", "B0EXAMPLE2"):
+        response = await sp_client.post(ASIN, headers=account.headers, json={"asin": code})
+        assert response.status_code == 200
+    assert spapi.calls["token"] == 2
