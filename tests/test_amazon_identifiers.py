@@ -125,3 +125,17 @@ def test_request_bodies_normalise_and_refuse() -> None:
         FnskuBatchQuery.model_validate({"fnskus": ["X00000E5TX"] * 1001})
     # A bad code inside a batch is an item status, not a refusal of the batch.
     assert FnskuBatchQuery.model_validate({"fnskus": ["nope"]}).fnskus == ["nope"]
+
+
+@given(st.text(max_size=14))
+def test_request_schemas_accept_exactly_what_the_rules_accept(raw: str) -> None:
+    try:
+        accepted: str | None = AsinQuery.model_validate({"asin": raw}).asin
+    except ValidationError:
+        accepted = None
+    assert accepted == (parse_asin(raw) if "\x00" not in raw else None)
+    try:
+        accepted = FnskuQuery.model_validate({"fnsku": raw}).fnsku
+    except ValidationError:
+        accepted = None
+    assert accepted == (parse_fnsku(raw) if "\x00" not in raw else None)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select, text
+from sqlalchemy import Table, func, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -78,43 +78,39 @@ async def lock_user_mappings(session: AsyncSession, user_id: int) -> None:
         )
 
 
-async def existing_fnskus(session: AsyncSession, user_id: int, fnskus: Collection[str]) -> set[str]:
-    rows = await session.scalars(
-        select(AmazonMapping.fnsku).where(
-            AmazonMapping.user_id == user_id, AmazonMapping.fnsku.in_(list(fnskus))
-        )
+async def count_mappings(session: AsyncSession, user_id: int) -> int:
+    stmt = select(func.count()).select_from(AmazonMapping).where(AmazonMapping.user_id == user_id)
+    return int(await session.scalar(stmt) or 0)
+
+
+_MAPPINGS = cast(Table, AmazonMapping.__table__)
+
+
+def _upsert_statement(dialect: str) -> Any:
+    # One statement per dialect, compiled once (SQLAlchemy caches it) and run as executemany:
+    # a fresh multi-row VALUES per chunk would be recompiled every time.
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    stmt = insert(_MAPPINGS)
+    return stmt.on_conflict_do_update(
+        index_elements=["user_id", "fnsku"],
+        set_={
+            "asin": stmt.excluded.asin,
+            "sku": stmt.excluded.sku,
+            "title": stmt.excluded.title,
+            "updated_at": stmt.excluded.updated_at,
+        },
     )
-    return set(rows)
+
+
+_UPSERTS = {name: _upsert_statement(name) for name in ("postgresql", "sqlite")}
 
 
 async def upsert_mappings(
     session: AsyncSession, user_id: int, rows: Sequence[dict[str, Any]]
 ) -> None:
-    """Insert or overwrite (user, fnsku) mappings in one statement; keys must be distinct."""
+    """Insert or overwrite (user, fnsku) mappings; keys must be distinct."""
     if not rows:
         return
     now = utcnow()
-    values = [{**row, "user_id": user_id, "updated_at": now} for row in rows]
-    if session.get_bind().dialect.name == "postgresql":
-        pg = pg_insert(AmazonMapping).values(values)
-        stmt: Any = pg.on_conflict_do_update(
-            index_elements=["user_id", "fnsku"],
-            set_={
-                "asin": pg.excluded.asin,
-                "sku": pg.excluded.sku,
-                "title": pg.excluded.title,
-                "updated_at": pg.excluded.updated_at,
-            },
-        )
-    else:
-        lite = sqlite_insert(AmazonMapping).values(values)
-        stmt = lite.on_conflict_do_update(
-            index_elements=["user_id", "fnsku"],
-            set_={
-                "asin": lite.excluded.asin,
-                "sku": lite.excluded.sku,
-                "title": lite.excluded.title,
-                "updated_at": lite.excluded.updated_at,
-            },
-        )
-    await session.execute(stmt)
+    values = [{**row, "user_id": user_id, "created_at": now, "updated_at": now} for row in rows]
+    await session.execute(_UPSERTS[session.get_bind().dialect.name], values)

@@ -103,40 +103,31 @@ async def import_inventory_report(
     All rows land in the caller's one transaction. When a FNSKU appears on several rows the
     last one wins and it counts once.
     """
-    created = updated = skipped = 0
+    skipped = 0
     errors: list[ReportRowError] = []
     seen: set[str] = set()
     chunk: dict[str, dict[str, Any]] = {}
-
-    async def flush() -> None:
-        nonlocal created, updated
-        if not chunk:
-            return
-        existing = await repository.existing_fnskus(session, user_id, chunk)
-        for fnsku in chunk:
-            if fnsku not in seen:
-                seen.add(fnsku)
-                if fnsku in existing:
-                    updated += 1
-                else:
-                    created += 1
-        await repository.upsert_mappings(session, user_id, list(chunk.values()))
-        chunk.clear()
-
     rows = read_report(file, max_bytes)
     first = next(rows, None)  # the header is checked (422) before anything is locked
+    # With the user's imports serialised, the count difference is exactly what was created.
     await repository.lock_user_mappings(session, user_id)
+    before = await repository.count_mappings(session, user_id)
     for row in itertools.chain([first] if first is not None else [], rows):
         if isinstance(row, RowError):
             skipped += 1
             if len(errors) < MAX_REPORTED_ERRORS:
                 errors.append(ReportRowError(row=row.line, message=row.message))
             continue
+        seen.add(row.fnsku)
         _add(chunk, row)
         if len(chunk) >= UPSERT_CHUNK:
-            await flush()
-    await flush()
-    return InventoryReportResult(created=created, updated=updated, skipped=skipped, errors=errors)
+            await repository.upsert_mappings(session, user_id, list(chunk.values()))
+            chunk.clear()
+    await repository.upsert_mappings(session, user_id, list(chunk.values()))
+    created = await repository.count_mappings(session, user_id) - before
+    return InventoryReportResult(
+        created=created, updated=len(seen) - created, skipped=skipped, errors=errors
+    )
 
 
 def _add(chunk: dict[str, dict[str, Any]], row: ReportRow) -> None:
