@@ -352,3 +352,31 @@ async def test_openapi_describes_the_amazon_routes(client: httpx.AsyncClient) ->
     assert "multipart/form-data" in upload_body
     assert {"404", "422", "502", "504"} <= set(paths[ASIN]["post"]["responses"])
     assert "AsinProduct" in spec["components"]["schemas"]
+
+
+async def test_windows_csv_with_a_multi_line_title_reports_start_lines(
+    client: httpx.AsyncClient,
+) -> None:
+    account = await register(client)
+    text = (
+        'sku,fnsku,asin,product-name\r\nA,X0CRLF0001,B0CRLF0001,"Two\r\nlines"\r\n'
+        "B,X0CRLF0002,nope,Bad\r\n"
+    )
+    report = await upload(client, account, text)
+    assert report.json()["errors"] == [{"row": 4, "message": "Invalid ASIN 'NOPE'."}]
+    found = await client.post(FNSKU, headers=account.headers, json={"fnsku": "X0CRLF0001"})
+    assert found.json()["title"] == "Two lines"
+
+
+async def test_unreadable_report_is_422_and_imports_nothing(client: httpx.AsyncClient) -> None:
+    account = await register(client)
+    text = (
+        "fnsku,asin,product-name\nX0GIANT001,B0GIANT001,ok\nX0GIANT002,B0GIANT002,"
+        + "x" * 200_000
+        + "\n"
+    )
+    report = await upload(client, account, text)
+    assert report.status_code == 422
+    assert report.json()["error"] == "validation_error"
+    found = await client.post(FNSKU, headers=account.headers, json={"fnsku": "X0GIANT001"})
+    assert found.status_code == 404

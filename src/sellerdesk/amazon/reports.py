@@ -79,13 +79,14 @@ def _rows(text: io.TextIOWrapper) -> Iterator[ReportRow | RowError]:
     header = next(csv.reader([header_line], delimiter=delimiter, quoting=quoting), [])
     columns = _columns(header)
     reader = csv.reader(text, delimiter=delimiter, quoting=quoting, strict=False)
+    consumed = 0  # lines read after the header; a quoted field may span several
     try:
         for fields in reader:
-            if not any(field.strip() for field in fields):
-                continue
-            yield _row(1 + reader.line_num, fields, columns)
+            line, consumed = 2 + consumed, reader.line_num
+            if any(field.strip() for field in fields):
+                yield _row(line, fields, columns)
     except csv.Error as exc:
-        raise ValidationFailed(f"Line {1 + reader.line_num} cannot be read: {exc}.") from exc
+        raise ValidationFailed(f"Line {2 + consumed} cannot be read: {exc}.") from exc
 
 
 def _columns(header: list[str]) -> dict[str, int]:
@@ -124,7 +125,7 @@ def _row(line: int, fields: list[str], columns: dict[str, int]) -> ReportRow | R
     sku = _field(fields, columns, "sku") or None
     if sku is not None and len(sku) > MAX_SKU:
         return RowError(line, f"The SKU is longer than {MAX_SKU} characters.")
-    title = _field(fields, columns, "title")[:MAX_TITLE] or None
+    title = " ".join(_field(fields, columns, "title").split())[:MAX_TITLE] or None
     return ReportRow(line, fnsku, asin, sku, title)
 
 
