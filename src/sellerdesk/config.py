@@ -85,6 +85,15 @@ class Settings(BaseSettings):
     SPAPI_TIMEOUT_SECONDS: float = Field(default=10.0, gt=0)
     SPAPI_MAX_RETRIES: int = Field(default=4, ge=0)
     AMAZON_CACHE_TTL_SECONDS: int = Field(default=3600, ge=1)
+    # Amazon data layer (issue 7, amazon part): pacing of SP-API retries, how long "not found"
+    # answers are remembered, which marketplace's FBA inventory resolves FNSKUs, upload cap.
+    SPAPI_BACKOFF_SECONDS: float = Field(default=1.0, ge=0)  # first retry wait; doubles each try
+    SPAPI_BACKOFF_MAX_SECONDS: float = Field(default=30.0, ge=0)
+    SPAPI_INVENTORY_MARKETPLACE: Literal[
+        "US", "CA", "MX", "UK", "DE", "FR", "IT", "ES", "JP", "AU"
+    ] = "US"
+    AMAZON_NOT_FOUND_TTL_SECONDS: int = Field(default=300, ge=1)
+    AMAZON_REPORT_MAX_BYTES: int = Field(default=10 * 1024 * 1024, ge=1024)
     CREDITS_REPEAT_WINDOW: int = Field(default=86_400, ge=0)  # seconds
 
     SENTRY_DSN: str | None = None

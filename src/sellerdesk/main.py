@@ -12,6 +12,8 @@ from mangum import Mangum
 from redis.asyncio import Redis
 
 from sellerdesk import __version__, health, jobs
+from sellerdesk.amazon.providers import create_source
+from sellerdesk.amazon.router import router as amazon_router
 from sellerdesk.auth.passwords import Passwords
 from sellerdesk.auth.router import router as auth_router
 from sellerdesk.auth.service import AuthContext
@@ -74,6 +76,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     api.include_router(orders_router)
     api.include_router(admin_orders_router)
     api.include_router(inventory_router)
+    api.include_router(amazon_router)
     app.include_router(health.router)
     app.include_router(api)
 
@@ -103,6 +106,7 @@ async def _open(app: FastAPI, settings: Settings) -> None:
         else None
     )
     app.state.cache = create_cache(app.state.redis, settings.REDIS_KEY_PREFIX)
+    app.state.amazon = create_source(settings, app.state.cache)
     storage = create_storage(settings.REDIS_URL, key_prefix=f"{settings.REDIS_KEY_PREFIX}:limits")
     app.state.limiter = Limiter(storage)
     app.state.auth = AuthContext(
@@ -120,6 +124,7 @@ async def _open(app: FastAPI, settings: Settings) -> None:
 
 
 async def _close(app: FastAPI) -> None:
+    await app.state.amazon.aclose()
     if app.state.redis is not None:
         await app.state.redis.aclose()
     await app.state.engine.dispose()

@@ -1,5 +1,6 @@
 """Every ORM table, one module per aggregate; importing this package registers them all."""
 
+from sellerdesk.models.amazon import AmazonMapping
 from sellerdesk.models.base import Base
 from sellerdesk.models.catalog import Category, Product
 from sellerdesk.models.credits import (
@@ -22,6 +23,7 @@ from sellerdesk.models.payment import Payment, Refund, WebhookEvent
 from sellerdesk.models.user import RefreshToken, User
 
 __all__ = [
+    "AmazonMapping",
     "ApiKey",
     "Base",
     "CartItem",

@@ -1,0 +1,1 @@
+"""Amazon data: ASIN lookup, FNSKU conversion, per-user mappings; `local` and `sp-api` sources."""
