@@ -24,6 +24,9 @@ from sellerdesk.kit.iplimit import PerIpLimitMiddleware
 from sellerdesk.kit.logging import configure_logging
 from sellerdesk.kit.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from sellerdesk.kit.ratelimit import Limiter, LoginThrottle, create_storage
+from sellerdesk.payments import service as payments_service
+from sellerdesk.payments.providers import create_provider
+from sellerdesk.payments.router import router as payments_router
 from sellerdesk.users.router import router as users_router
 
 log = structlog.get_logger(__name__)
@@ -62,6 +65,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     api = APIRouter(prefix=API_PREFIX)
     api.include_router(auth_router)
     api.include_router(users_router)
+    api.include_router(payments_router)
     app.include_router(health.router)
     app.include_router(api)
 
@@ -99,6 +103,8 @@ async def _open(app: FastAPI, settings: Settings) -> None:
         throttle=LoginThrottle(app.state.limiter, settings.LOGIN_FAILURE_LIMIT),
         supabase=SupabaseVerifier(settings) if settings.supabase_enabled else None,
     )
+    app.state.payments = create_provider(settings)
+    payments_service.register_provider(engine, app.state.payments)
     log.info(
         "app_started",
         environment=settings.ENVIRONMENT,
@@ -108,6 +114,7 @@ async def _open(app: FastAPI, settings: Settings) -> None:
 
 
 async def _close(app: FastAPI) -> None:
+    await app.state.payments.close()
     if app.state.redis is not None:
         await app.state.redis.aclose()
     await app.state.engine.dispose()
