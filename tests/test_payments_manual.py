@@ -9,9 +9,21 @@ import pytest
 from fastapi import FastAPI
 
 from sellerdesk.models import Payment, Refund
-from tests.conftest import is_postgres
+from sellerdesk.payments import service as payments_service
+from tests.conftest import AppFactory, is_postgres
 from tests.orders_factories import make_product, make_user, place_order, stock_of
-from tests.stripe_fixtures import count, gather, make_order, order_paid_events, payment_of
+from tests.stripe_fixtures import (
+    WEBHOOK_SECRET,
+    count,
+    event,
+    gather,
+    intent_object,
+    make_order,
+    order_paid_events,
+    order_row,
+    payment_of,
+    signed,
+)
 
 INTENT = "/api/v1/payments/create-payment-intent"
 REFUND = "/api/v1/payments/refund"
@@ -307,3 +319,81 @@ async def test_refund_and_cancel_at_once_never_refund_twice(
     payment = await payment_of(app, order_id)
     assert payment is not None and payment.refunded_amount == Decimal("30.00")
     assert await count(app, Refund, Refund.status == "succeeded") == 1
+
+
+async def test_a_retried_refund_with_the_same_idempotency_key_refunds_once(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    admin = await make_user(app, admin=True)
+    order_id = await _paid_order(client, app, "30.00")
+    headers = {**admin.headers, "Idempotency-Key": "refund-attempt-1"}
+
+    first = await client.post(
+        REFUND, json={"order_id": order_id, "amount": "5.00"}, headers=headers
+    )
+    retry = await client.post(
+        REFUND, json={"order_id": order_id, "amount": "5.00"}, headers=headers
+    )
+
+    assert first.status_code == retry.status_code == 200
+    assert retry.json() == first.json()
+    payment = await payment_of(app, order_id)
+    assert payment is not None and payment.refunded_amount == Decimal("5.00")
+    assert await count(app, Refund) == 1
+
+
+async def test_create_payment_for_a_purpose_is_created_once_with_a_deterministic_intent(
+    app: FastAPI,
+) -> None:
+    buyer = await make_user(app)
+
+    async def create() -> Payment:
+        async with app.state.sessionmaker() as session:
+            payment = await payments_service.create_payment(
+                session,
+                user_id=buyer.id,
+                amount=Decimal("9.99"),
+                currency="USD",
+                purpose="credit_purchase:1",
+                idempotency_key="credit_purchase:1:payment_intent",
+                metadata={"credit_purchase_id": "1"},
+            )
+            await session.commit()
+            return payment
+
+    first, second = await create(), await create()
+
+    assert first.id == second.id and first.intent_id == second.intent_id
+    assert (first.order_id, first.amount, first.currency) == (None, Decimal("9.99"), "usd")
+    assert first.client_secret and first.intent_id and first.provider == "manual"
+    assert await count(app, Payment) == 1
+
+
+async def test_a_payment_arriving_after_the_order_was_cancelled_is_refunded_in_full(
+    make_app: AppFactory,
+) -> None:
+    app = await make_app(STRIPE_WEBHOOK_SECRET=WEBHOOK_SECRET)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://test"
+    ) as client:
+        buyer = await make_user(app)
+        product_id = await make_product(app, stock=2, price="15.00")
+        order = await place_order(client, buyer, product_id, quantity=2)
+        intent = await client.post(INTENT, json={"order_id": order["id"]}, headers=buyer.headers)
+        intent_id = intent.json()["payment_intent_id"]
+        cancel = await client.post(f"/api/v1/orders/{order['id']}/cancel", headers=buyer.headers)
+        assert cancel.status_code == 200 and cancel.json()["status"] == "cancelled"
+
+        refused = await client.post(confirm_url(order["id"]), headers=buyer.headers)
+        payload, headers = signed(event("payment_intent.succeeded", intent_object(intent_id, 3000)))
+        late = await client.post("/api/v1/payments/webhook", content=payload, headers=headers)
+
+    assert refused.status_code == 400 and refused.json()["error"] == "payment_error"
+    assert late.status_code == 200
+    row = await order_row(app, order["id"])
+    assert (row.status, row.payment_status) == ("cancelled", "refunded")
+    payment = await payment_of(app, order["id"])
+    assert payment is not None
+    assert (payment.status, payment.refunded_amount) == ("succeeded", Decimal("30.00"))
+    assert await count(app, Refund, Refund.status == "succeeded") == 1
+    assert await stock_of(app, product_id) == 2  # returned once, at cancel

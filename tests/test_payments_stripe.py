@@ -249,3 +249,83 @@ async def test_sdk_errors_map_to_declines_and_provider_failures(localstripe: str
             await provider._call(declined())
     finally:
         await provider.close()
+
+
+# localstripe 1.15 lets the decline test cards (pm_card_visa_chargeDeclined, 4000000000000002)
+# succeed on PaymentIntents, so the decline path runs on Stripe's recorded responses instead.
+DECLINE_ERROR = {
+    "error": {
+        "type": "card_error",
+        "code": "card_declined",
+        "decline_code": "generic_decline",
+        "message": "Your card was declined.",
+        "payment_intent": {"id": "pi_recorded_1"},
+    }
+}
+
+
+def _recorded_intent(status: str, **extra: object) -> dict[str, object]:
+    return {
+        "id": "pi_recorded_1",
+        "object": "payment_intent",
+        "amount": 4200,
+        "currency": "usd",
+        "client_secret": "pi_recorded_1_secret_abc",
+        "status": status,
+        "payment_method": "pm_recorded",
+        "latest_charge": None,
+        "last_payment_error": None,
+        **extra,
+    }
+
+
+class RecordedStripe:
+    """Stripe's answers for: create an intent, then confirm a card that is declined."""
+
+    def __init__(self) -> None:
+        self.retrieves = 0
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        if request.method == "POST" and path == "/v1/payment_intents":
+            assert request.headers["Idempotency-Key"].endswith(":payment_intent")
+            return httpx.Response(200, json=_recorded_intent("requires_payment_method"))
+        if request.method == "POST" and path == "/v1/payment_intents/pi_recorded_1/confirm":
+            assert request.headers["Idempotency-Key"] == "pi_recorded_1:confirm:pm_recorded"
+            return httpx.Response(402, json=DECLINE_ERROR)
+        if request.method == "GET" and path == "/v1/payment_intents/pi_recorded_1":
+            self.retrieves += 1
+            if self.retrieves == 1:  # the card is attached, waiting for confirmation
+                return httpx.Response(200, json=_recorded_intent("requires_confirmation"))
+            declined = {"code": "card_declined", "message": "Your card was declined."}
+            return httpx.Response(
+                200, json=_recorded_intent("requires_payment_method", last_payment_error=declined)
+            )
+        return httpx.Response(404, json={"error": {"type": "invalid_request_error"}})
+
+
+async def test_card_declined_on_confirm_is_400_and_records_the_failure(
+    make_app: AppFactory,
+) -> None:
+    app = await make_app(**stripe_settings("http://stripe.recorded"))
+    provider = app.state.payments
+    assert isinstance(provider, StripeProvider)
+    provider._http._client_async = httpx.AsyncClient(  # recorded responses, no network
+        transport=httpx.MockTransport(RecordedStripe())
+    )
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://test"
+    ) as client:
+        buyer = await make_user(app)
+        order_id = await make_order(app, buyer.id, "42.00")
+        created = await client.post(INTENT, json={"order_id": order_id}, headers=buyer.headers)
+        declined = await client.post(
+            f"/api/v1/payments/confirm-payment/{order_id}", headers=buyer.headers
+        )
+
+    assert created.status_code == 200, created.text
+    assert declined.status_code == 400
+    assert declined.json()["error"] == "payment_error"
+    assert "declined" in declined.json()["message"]
+    order = await order_row(app, order_id)
+    assert (order.status, order.payment_status) == ("pending", "failed")

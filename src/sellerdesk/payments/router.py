@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from sellerdesk.auth.dependencies import AdminUser, CurrentUser
 from sellerdesk.db import SessionDep
 from sellerdesk.errors import error_body
+from sellerdesk.kit.idempotency import idempotent
 from sellerdesk.kit.openapi import errors
 from sellerdesk.kit.types import IdPath
 from sellerdesk.orders.schemas import OrderPublic
@@ -40,6 +41,7 @@ Provider = Annotated[PaymentProvider, Depends(get_provider)]
     response_model=PaymentIntentPublic,
     responses=errors(401, 404, 409, 422, 502),
 )
+@idempotent
 async def create_payment_intent(
     body: PaymentIntentCreate, session: SessionDep, user: CurrentUser, provider: Provider
 ) -> PaymentIntentPublic:
@@ -70,6 +72,7 @@ async def confirm_payment(
 
 
 @router.post("/refund", response_model=RefundPublic, responses=errors(401, 403, 404, 409, 422, 502))
+@idempotent
 async def refund(
     body: RefundCreate, session: SessionDep, admin: AdminUser, provider: Provider
 ) -> RefundPublic:

@@ -184,6 +184,9 @@ async def confirm_for_order(
     payment = await repo.get_by_order(session, order.id)
     if payment is None or payment.intent_id is None:
         raise PaymentNotCompleted("No payment has been started for this order.")
+    if payment.status != "succeeded" and order.status != "pending":
+        # Never charge for an order that was cancelled (or expired) meanwhile.
+        raise PaymentNotCompleted(f"The order is {order.status}; it can no longer be paid.")
     if payment.status != "succeeded":
         info = await provider.confirm_intent(_ref(payment))
         await apply_intent_state(session, provider, payment, info)
@@ -251,7 +254,10 @@ async def _dispatch(
             # Paid after the order was cancelled (e.g. expired while the buyer paid): the
             # money goes back in full; the stock was already returned at cancel.
             log.warning("payment_for_cancelled_order", payment_id=payment.id, order_id=order.id)
-            await _refund(session, provider, payment, None)
+            _, payment = await _refund(session, provider, payment, None)
+            await orders_service.apply_refund(
+                session, order.id, payment.refunded_amount, payment.amount
+            )
     elif change == "failed":
         await orders_service.apply_payment_failed(session, payment.order_id)
     else:
@@ -286,13 +292,14 @@ async def _refund(
             details={"payment_status": payment.status},
         )
     wanted = amount if amount is not None else payment.amount - payment.refunded_amount
-    left = payment.amount - payment.refunded_amount
     reserved = await repo.reserve_refund(session, payment.id, wanted) if wanted > 0 else None
     if reserved is None:
         current = await _reread(session, payment.id)
         left = current.amount - current.refunded_amount
         raise Conflict(
-            "The refund exceeds what is left to refund.",
+            "The refund exceeds what is left to refund."
+            if left > 0
+            else "This payment is already refunded in full.",
             details={
                 "requested": str(wanted),
                 "captured": str(current.amount),
