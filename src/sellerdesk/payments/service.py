@@ -243,26 +243,27 @@ async def _dispatch(
     """Tell the payment's owner (its order, or a credit purchase) what changed."""
     payment = await _reread(session, payment_id)
     log.info("payment_changed", payment_id=payment.id, change=change, order_id=payment.order_id)
-    if payment.order_id is None:
+    order_id = payment.order_id
+    if order_id is None:
         # Credit purchases: credits' apply_purchase_payment_succeeded / apply_purchase_refunded
         # are not in this tree yet.
         log.warning("payment_change_no_handler", payment_id=payment.id, change=change)
         return
     if change == "succeeded":
-        order = await orders_service.apply_payment_succeeded(session, payment.order_id)
+        order = await orders_service.apply_payment_succeeded(session, order_id)
         if order.status == "cancelled":
             # Paid after the order was cancelled (e.g. expired while the buyer paid): the
             # money goes back in full; the stock was already returned at cancel.
-            log.warning("payment_for_cancelled_order", payment_id=payment.id, order_id=order.id)
+            log.warning("payment_for_cancelled_order", payment_id=payment.id, order_id=order_id)
             _, payment = await _refund(session, provider, payment, None)
             await orders_service.apply_refund(
-                session, order.id, payment.refunded_amount, payment.amount
+                session, order_id, payment.refunded_amount, payment.amount
             )
     elif change == "failed":
-        await orders_service.apply_payment_failed(session, payment.order_id)
+        await orders_service.apply_payment_failed(session, order_id)
     else:
         await orders_service.apply_refund(
-            session, payment.order_id, payment.refunded_amount, payment.amount
+            session, order_id, payment.refunded_amount, payment.amount
         )
 
 
