@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 _seq = itertools.count(1)
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
@@ -37,7 +37,7 @@ def _free_port() -> int:
 @pytest.fixture(scope="session")
 def localstripe() -> Iterator[str]:
     """localstripe on 127.0.0.1 (free port, store in a temp dir); yields its base URL."""
-    port = _free_port()
+    port = free_port()
     store = tempfile.mkdtemp(prefix="localstripe-")
     process = subprocess.Popen(
         [sys.executable, "-m", "tests.fakes.localstripe_server", str(port), store],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from decimal import Decimal
@@ -9,6 +10,7 @@ from decimal import Decimal
 import httpx
 import pytest
 import stripe
+import uvicorn
 from fastapi import FastAPI
 from sqlalchemy import update
 
@@ -19,8 +21,10 @@ from sellerdesk.payments.providers import IntentRef, PaymentDeclined, ProviderFa
 from tests.conftest import AppFactory, make_settings
 from tests.orders_factories import make_user
 from tests.stripe_fixtures import (
+    WEBHOOK_SECRET,
     count,
     event,
+    free_port,
     gather,
     localstripe,
     make_order,
@@ -30,6 +34,7 @@ from tests.stripe_fixtures import (
     signed,
     stripe_client,
     stripe_settings,
+    webhook_events,
 )
 
 __all__ = ["localstripe"]  # the session fixture, imported for pytest
@@ -329,3 +334,43 @@ async def test_card_declined_on_confirm_is_400_and_records_the_failure(
     assert "declined" in declined.json()["message"]
     order = await order_row(app, order_id)
     assert (order.status, order.payment_status) == ("pending", "failed")
+
+
+async def test_localstripe_delivers_a_signed_webhook_that_marks_the_order_paid(
+    client: httpx.AsyncClient, app: FastAPI, sdk: stripe.StripeClient, localstripe: str
+) -> None:
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off", log_level="warning")
+    )
+    serving = asyncio.create_task(server.serve())
+    try:
+        for _ in range(250):
+            if server.started:
+                break
+            await asyncio.sleep(0.02)
+        async with httpx.AsyncClient() as raw:
+            hook = await raw.post(
+                f"{localstripe}/_config/webhooks/sellerdesk-{port}",
+                data={
+                    "url": f"http://127.0.0.1:{port}/api/v1/payments/webhook",
+                    "secret": WEBHOOK_SECRET,
+                    "events[]": "payment_intent.succeeded",
+                },
+            )
+            assert hook.status_code == 200, hook.text
+        _, order_id, intent_id = await _intent(client, app)
+        await sdk.v1.payment_intents.update_async(intent_id, {"payment_method": "pm_card_visa"})
+        await sdk.v1.payment_intents.confirm_async(intent_id)  # the browser paid; no confirm call
+
+        for _ in range(100):  # localstripe waits 1 s before it sends
+            if (await order_row(app, order_id)).status == "paid":
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        server.should_exit = True
+        await serving
+
+    order = await order_row(app, order_id)
+    assert (order.status, order.payment_status) == ("paid", "succeeded")
+    assert await webhook_events(app) == 1

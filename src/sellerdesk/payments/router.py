@@ -14,7 +14,7 @@ from sellerdesk.kit.idempotency import idempotent
 from sellerdesk.kit.openapi import errors
 from sellerdesk.kit.types import IdPath
 from sellerdesk.orders.schemas import OrderPublic
-from sellerdesk.payments import service
+from sellerdesk.payments import service, webhooks
 from sellerdesk.payments.providers import PaymentProvider
 from sellerdesk.payments.schemas import (
     PaymentConfirmed,
@@ -100,6 +100,7 @@ async def webhook(
     stripe_signature: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> WebhookReceived:
     """Stripe events, verified on the raw body and applied exactly once each."""
-    event = service.verify_event(request.app.state.settings, await request.body(), stripe_signature)
+    payload = await request.body()
+    event = webhooks.verify_event(request.app.state.settings, payload, stripe_signature)
     result = await service.handle_event(session, provider, event)
     return WebhookReceived(result=result)

@@ -6,19 +6,16 @@ reordered or late news from the provider never undoes anything.
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any, Literal
 from weakref import WeakKeyDictionary
 
-import stripe
 import structlog
 from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from sellerdesk.config import Settings
 from sellerdesk.db import commit
 from sellerdesk.errors import AppError, Conflict, ServiceUnavailable
 from sellerdesk.kit.money import from_minor_units, to_minor_units
@@ -26,26 +23,19 @@ from sellerdesk.models import Order, Payment, Refund
 from sellerdesk.models.base import utcnow
 from sellerdesk.orders import service as orders_service
 from sellerdesk.payments import repository as repo
+from sellerdesk.payments import webhooks
 from sellerdesk.payments.providers import (
     IntentInfo,
     IntentRef,
     PaymentNotCompleted,
     PaymentProvider,
-    intent_info_from_stripe,
 )
 
 log = structlog.get_logger(__name__)
 
-WEBHOOK_TOLERANCE_SECONDS = 300
 RECONCILE_BATCH = 100
 
 Change = Literal["succeeded", "failed", "refunded"]
-
-
-class WebhookRejected(AppError):
-    status_code = 400
-    code = "payment_error"
-    message = "The webhook signature is missing, invalid or too old."
 
 
 # --------------------------------------------------------------------------- provider registry
@@ -356,85 +346,12 @@ async def refund_order_for_cancel(session: AsyncSession, order: Order) -> None:
 # --------------------------------------------------------------------------- webhook
 
 
-@dataclass(frozen=True, slots=True)
-class Observation:
-    """What one event says about one intent; `reread` when it is only a summary."""
-
-    info: IntentInfo
-    reread: bool = False
-
-
-def _observe(event_type: str, obj: dict[str, Any]) -> Observation | None:
-    """Our view of a handled event's object; None for types we do not handle."""
-    if event_type in ("payment_intent.succeeded", "payment_intent.payment_failed"):
-        info = intent_info_from_stripe(obj)
-        if event_type == "payment_intent.payment_failed" and info.status == "pending":
-            info = replace(info, status="failed")
-        return Observation(info)
-    if event_type == "charge.refunded":
-        intent_id = obj.get("payment_intent")
-        if not isinstance(intent_id, str):
-            return None
-        # A refunded charge was captured: it proves the intent succeeded, so a refund that
-        # arrives before payment_intent.succeeded still ends right.
-        captured = obj.get("status") == "succeeded" or bool(obj.get("paid"))
-        return Observation(
-            IntentInfo(
-                id=intent_id,
-                status="succeeded" if captured else "pending",
-                amount=int(obj.get("amount") or 0),
-                currency=str(obj.get("currency") or "").lower(),
-                amount_refunded=int(obj.get("amount_refunded") or 0),
-            )
-        )
-    if event_type == "checkout.session.completed":
-        intent_id = obj.get("payment_intent")
-        if obj.get("payment_status") != "paid" or not isinstance(intent_id, str):
-            return None
-        return Observation(
-            IntentInfo(
-                id=intent_id,
-                status="succeeded",
-                amount=int(obj.get("amount_total") or 0),
-                currency=str(obj.get("currency") or "").lower(),
-            ),
-            reread=True,
-        )
-    return None
-
-
-def verify_event(settings: Settings, payload: bytes, signature: str | None) -> dict[str, Any]:
-    """The event, once its Stripe-Signature is valid for the raw body and at most 300 s old."""
-    secret = settings.STRIPE_WEBHOOK_SECRET
-    if not secret:
-        # 503, not 400: Stripe retries 5xx, so events sent while unconfigured are not lost.
-        raise ServiceUnavailable("Stripe webhooks are not configured (STRIPE_WEBHOOK_SECRET).")
-    try:
-        stripe.WebhookSignature.verify_header(
-            payload, signature, secret, tolerance=WEBHOOK_TOLERANCE_SECONDS
-        )
-        event = json.loads(payload)
-    except (stripe.SignatureVerificationError, UnicodeDecodeError) as exc:
-        raise WebhookRejected() from exc
-    except ValueError as exc:
-        raise WebhookRejected("The webhook body is not JSON.") from exc
-    if not (
-        isinstance(event, dict)
-        and isinstance(event.get("id"), str)
-        and isinstance(event.get("type"), str)
-        and isinstance(event.get("data"), dict)
-        and isinstance(event["data"].get("object"), dict)
-    ):
-        raise WebhookRejected("The webhook body is not a Stripe event.")
-    return event
-
-
 async def handle_event(
     session: AsyncSession, provider: PaymentProvider, event: dict[str, Any]
 ) -> str:
     """Apply a verified event once: its id is inserted in the same transaction as its effect."""
     event_id, event_type = event["id"], event["type"]
-    observation = _observe(event_type, event["data"]["object"])
+    observation = webhooks.observe(event_type, event["data"]["object"])
     if observation is None:
         log.info("webhook_ignored", event_id=event_id, type=event_type)
         return "ignored"
