@@ -1,5 +1,11 @@
 """Stripe webhook events: the signature check on the raw body, and what a handled event says
-about its payment intent. Applying it is `service.handle_event`'s job."""
+about its payment intent. Applying it is `service.handle_event`'s job.
+
+Answers: a missing, malformed, wrong, tampered or older-than-300-s signature, or a signed body
+that is not a Stripe event, is 400 `payment_error` and changes nothing; with no
+STRIPE_WEBHOOK_SECRET set the route answers 503 `service_unavailable` (Stripe retries 5xx, so
+events sent meanwhile are not lost). The route works whatever PAYMENT_PROVIDER is.
+"""
 
 from __future__ import annotations
 
