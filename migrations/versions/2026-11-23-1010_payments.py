@@ -26,6 +26,7 @@ def upgrade() -> None:
     )
     op.create_table(
         "payment",
+        sa.Column("purpose", sa.String(length=100), nullable=False),
         sa.Column("provider", sa.String(length=20), nullable=False),
         sa.Column("intent_id", sa.String(length=255), nullable=True),
         sa.Column("client_secret", sa.String(length=500), nullable=True),
@@ -65,9 +66,13 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_payment")),
         sa.UniqueConstraint("intent_id", name=op.f("uq_payment_intent_id")),
         sa.UniqueConstraint("order_id", name=op.f("uq_payment_order_id")),
+        sa.UniqueConstraint("purpose", name=op.f("uq_payment_purpose")),
     )
     with op.batch_alter_table("payment", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_payment_user_id"), ["user_id"], unique=False)
+        batch_op.create_index(
+            "ix_payment_status_created_at", ["status", "created_at"], unique=False
+        )
     op.create_table(
         "refund",
         sa.Column(

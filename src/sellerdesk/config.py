@@ -74,6 +74,11 @@ class Settings(BaseSettings):
     STRIPE_WEBHOOK_SECRET: str | None = None
     STRIPE_API_BASE: str | None = None
     PAYMENT_RECONCILE_AFTER_MINUTES: int = Field(default=10, ge=1)
+    # Payments (issue 6): the Stripe SDK's own retries (each retry reuses our idempotency key),
+    # its per-request timeout, and the payment method types sent with every new intent.
+    STRIPE_MAX_NETWORK_RETRIES: int = Field(default=2, ge=0)
+    STRIPE_TIMEOUT_SECONDS: float = Field(default=30.0, gt=0)
+    STRIPE_PAYMENT_METHOD_TYPES: Annotated[list[str], NoDecode] = ["card"]
 
     AMAZON_PROVIDER: Literal["local", "sp-api"] = "local"
     SPAPI_REFRESH_TOKEN: str | None = None
@@ -108,6 +113,13 @@ class Settings(BaseSettings):
 
                 return json.loads(value)
             return [origin.strip() for origin in value.split(",") if origin.strip()]
+        return value
+
+    @field_validator("STRIPE_PAYMENT_METHOD_TYPES", mode="before")
+    @classmethod
+    def _split_method_types(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
     @field_validator("CURRENCY")

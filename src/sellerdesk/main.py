@@ -31,6 +31,9 @@ from sellerdesk.kit.middleware import BodySizeLimitMiddleware, RequestContextMid
 from sellerdesk.kit.ratelimit import Limiter, LoginThrottle, create_storage
 from sellerdesk.orders.router import admin_router as admin_orders_router
 from sellerdesk.orders.router import router as orders_router
+from sellerdesk.payments import service as payments_service
+from sellerdesk.payments.providers import create_provider
+from sellerdesk.payments.router import router as payments_router
 from sellerdesk.users.router import router as users_router
 
 log = structlog.get_logger(__name__)
@@ -77,6 +80,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     api.include_router(admin_orders_router)
     api.include_router(inventory_router)
     api.include_router(amazon_router)
+    api.include_router(payments_router)
     app.include_router(health.router)
     app.include_router(api)
 
@@ -115,6 +119,8 @@ async def _open(app: FastAPI, settings: Settings) -> None:
         throttle=LoginThrottle(app.state.limiter, settings.LOGIN_FAILURE_LIMIT),
         supabase=SupabaseVerifier(settings) if settings.supabase_enabled else None,
     )
+    app.state.payments = create_provider(settings)
+    payments_service.register_provider(engine, app.state.payments)
     log.info(
         "app_started",
         environment=settings.ENVIRONMENT,
@@ -125,6 +131,7 @@ async def _open(app: FastAPI, settings: Settings) -> None:
 
 async def _close(app: FastAPI) -> None:
     await app.state.amazon.aclose()
+    await app.state.payments.close()
     if app.state.redis is not None:
         await app.state.redis.aclose()
     await app.state.engine.dispose()

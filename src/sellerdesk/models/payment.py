@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
-from sqlalchemy import CheckConstraint, ForeignKey, Numeric, String
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import CheckConstraint, ForeignKey, Index, Numeric, String, event, select
+from sqlalchemy.orm import Mapped, column_property, mapped_column
+from sqlalchemy.orm.attributes import set_committed_value
 
 from sellerdesk.models.base import Base, BigId, IdMixin, TimestampMixin, UTCDateTime, utcnow
+from sellerdesk.models.order import Order
 
 PAYMENT_STATES = ("pending", "succeeded", "failed", "canceled")
 
@@ -25,8 +28,12 @@ class Payment(IdMixin, TimestampMixin, Base):
         CheckConstraint(
             "status IN ('pending', 'succeeded', 'failed', 'canceled')", name="status_valid"
         ),
+        # The reconciler looks for payments still pending after N minutes.
+        Index("ix_payment_status_created_at", "status", "created_at"),
     )
 
+    # What the payment is for ("order:12", "credit_purchase:7"): one payment per purpose.
+    purpose: Mapped[str] = mapped_column(String(100), unique=True, nullable=False)
     provider: Mapped[str] = mapped_column(String(20), nullable=False)
     intent_id: Mapped[str | None] = mapped_column(String(255), unique=True, nullable=True)
     client_secret: Mapped[str | None] = mapped_column(String(500), nullable=True)
@@ -45,6 +52,8 @@ class Payment(IdMixin, TimestampMixin, Base):
 
 
 class Refund(IdMixin, Base):
+    """One refund of a payment; its provider call carries the idempotency key `refund:{id}`."""
+
     __tablename__ = "refund"
     __table_args__ = (CheckConstraint("amount > 0", name="amount_positive"),)
 
@@ -65,3 +74,21 @@ class WebhookEvent(Base):
     id: Mapped[str] = mapped_column(String(255), primary_key=True)
     type: Mapped[str] = mapped_column(String(100), nullable=False)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, nullable=False)
+
+
+# Order JSON shows its payment intent id: a correlated subquery (served by the unique index on
+# payment.order_id) loaded with every Order, so no order code has to ask the payments domain.
+# A new order has no payment: its value is None from the start and is not expired by the
+# INSERT, so reading it never needs a (sync, impossible under asyncio) lazy load.
+Order.payment_intent_id = column_property(
+    select(Payment.intent_id)
+    .where(Payment.order_id == Order.id)
+    .correlate_except(Payment)
+    .scalar_subquery(),
+    expire_on_flush=False,
+)
+
+
+@event.listens_for(Order, "init")
+def _new_order_has_no_intent(target: Order, args: Any, kwargs: Any) -> None:
+    set_committed_value(target, "payment_intent_id", None)

@@ -1,0 +1,1 @@
+"""Payments: providers (Stripe, manual), intents, confirmation, refunds, webhooks, reconciler."""

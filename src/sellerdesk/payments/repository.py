@@ -1,0 +1,176 @@
+"""SQL for payments, refunds and received webhook events; every state move is one statement."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from sellerdesk.db import insert_for
+from sellerdesk.models import Payment, Refund, WebhookEvent
+
+
+async def insert_payment(session: AsyncSession, values: dict[str, Any]) -> int | None:
+    """Insert a payment unless one exists for its purpose (or order); its id, or None.
+
+    On PostgreSQL a concurrent insert of the same purpose waits for the first transaction and
+    then does nothing, so exactly one caller goes on to create the provider intent.
+    """
+    insert: Any = insert_for(session, Payment)  # PostgreSQL's or SQLite's: both ON CONFLICT
+    stmt = insert.values(**values).on_conflict_do_nothing().returning(Payment.id)
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def get(session: AsyncSession, payment_id: int) -> Payment | None:
+    stmt = select(Payment).where(Payment.id == payment_id).execution_options(populate_existing=True)
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def get_by_purpose(session: AsyncSession, purpose: str) -> Payment | None:
+    stmt = (
+        select(Payment).where(Payment.purpose == purpose).execution_options(populate_existing=True)
+    )
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def get_by_order(session: AsyncSession, order_id: int) -> Payment | None:
+    stmt = (
+        select(Payment)
+        .where(Payment.order_id == order_id)
+        .execution_options(populate_existing=True)
+    )
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def get_by_intent(session: AsyncSession, intent_id: str) -> Payment | None:
+    stmt = (
+        select(Payment)
+        .where(Payment.intent_id == intent_id)
+        .execution_options(populate_existing=True)
+    )
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def intent_ids_for_orders(session: AsyncSession, order_ids: Iterable[int]) -> dict[int, str]:
+    ids = list(order_ids)
+    if not ids:
+        return {}
+    stmt = select(Payment.order_id, Payment.intent_id).where(
+        Payment.order_id.in_(ids), Payment.intent_id.is_not(None)
+    )
+    return {row.order_id: row.intent_id for row in await session.execute(stmt)}
+
+
+async def set_intent(
+    session: AsyncSession, payment_id: int, intent_id: str, client_secret: str | None
+) -> None:
+    """Record the provider's intent on a payment that has none yet."""
+    await session.execute(
+        update(Payment)
+        .execution_options(synchronize_session=False)
+        .where(Payment.id == payment_id, Payment.intent_id.is_(None))
+        .values(intent_id=intent_id, client_secret=client_secret)
+    )
+
+
+async def move_status(
+    session: AsyncSession, payment_id: int, to: str, allowed_from: Sequence[str]
+) -> bool:
+    """Move a payment to `to` only from one of `allowed_from`; whether it moved."""
+    stmt = (
+        update(Payment)
+        .execution_options(synchronize_session=False)
+        .where(Payment.id == payment_id, Payment.status.in_(allowed_from))
+        .values(status=to)
+        .returning(Payment.id)
+    )
+    return (await session.execute(stmt)).scalar_one_or_none() is not None
+
+
+async def raise_refunded_to(session: AsyncSession, payment_id: int, refunded: Decimal) -> bool:
+    """Set a captured payment's refunded total to what the provider reports, only upwards."""
+    stmt = (
+        update(Payment)
+        .execution_options(synchronize_session=False)
+        .where(
+            Payment.id == payment_id,
+            Payment.status == "succeeded",
+            Payment.refunded_amount < refunded,
+            Payment.amount >= refunded,
+        )
+        .values(refunded_amount=refunded)
+        .returning(Payment.id)
+    )
+    return (await session.execute(stmt)).scalar_one_or_none() is not None
+
+
+async def reserve_refund(
+    session: AsyncSession, payment_id: int, amount: Decimal
+) -> tuple[Decimal, Decimal] | None:
+    """Take `amount` of a succeeded payment's refundable rest, atomically.
+
+    (refunded total after, captured amount), or None when the payment has not succeeded or the
+    rest is smaller than `amount`. The row stays locked until the transaction ends, so two
+    concurrent refunds are applied one after the other and can never exceed the amount.
+    """
+    # round(…, 2): SQLite keeps NUMERIC as binary floats, where 0.1 + 0.2 > 0.3.
+    new_total = func.round(Payment.refunded_amount + amount, 2)
+    stmt = (
+        update(Payment)
+        .execution_options(synchronize_session=False)
+        .where(Payment.id == payment_id, Payment.status == "succeeded", new_total <= Payment.amount)
+        .values(refunded_amount=new_total)
+        .returning(Payment.refunded_amount, Payment.amount)
+    )
+    row = (await session.execute(stmt)).one_or_none()
+    if row is None:
+        return None
+    return Decimal(str(row[0])).quantize(Decimal("0.01")), Decimal(str(row[1])).quantize(
+        Decimal("0.01")
+    )
+
+
+async def release_refund(session: AsyncSession, payment_id: int, amount: Decimal) -> None:
+    """Give back a reserved refund amount whose provider call failed."""
+    await session.execute(
+        update(Payment)
+        .execution_options(synchronize_session=False)
+        .where(Payment.id == payment_id)
+        .values(refunded_amount=func.round(Payment.refunded_amount - amount, 2))
+    )
+
+
+async def add_refund(session: AsyncSession, payment_id: int, amount: Decimal) -> Refund:
+    refund = Refund(payment_id=payment_id, amount=amount, status="pending")
+    session.add(refund)
+    await session.flush()
+    return refund
+
+
+async def record_event(session: AsyncSession, event_id: str, event_type: str) -> bool:
+    """Insert a webhook event id; False when it was already applied (or is being applied)."""
+    insert: Any = insert_for(session, WebhookEvent)
+    stmt = (
+        insert.values(id=event_id, type=event_type)
+        .on_conflict_do_nothing()
+        .returning(WebhookEvent.id)
+    )
+    return (await session.execute(stmt)).scalar_one_or_none() is not None
+
+
+async def stale_pending_ids(session: AsyncSession, before: datetime, limit: int) -> list[int]:
+    stmt = (
+        select(Payment.id)
+        .where(
+            Payment.status == "pending",
+            Payment.created_at < before,
+            Payment.intent_id.is_not(None),
+        )
+        .order_by(Payment.created_at)
+        .limit(limit)
+    )
+    return list((await session.execute(stmt)).scalars())
