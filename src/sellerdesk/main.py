@@ -12,11 +12,13 @@ from mangum import Mangum
 from redis.asyncio import Redis
 
 from sellerdesk import __version__, health
+from sellerdesk.apikeys.router import router as apikeys_router
 from sellerdesk.auth.passwords import Passwords
 from sellerdesk.auth.router import router as auth_router
 from sellerdesk.auth.service import AuthContext
 from sellerdesk.auth.supabase import SupabaseVerifier
 from sellerdesk.config import Settings, get_settings
+from sellerdesk.credits.router import router as credits_router
 from sellerdesk.db import create_engine, create_sessionmaker
 from sellerdesk.errors import install_error_handlers
 from sellerdesk.kit.cache import create_cache
@@ -62,6 +64,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     api = APIRouter(prefix=API_PREFIX)
     api.include_router(auth_router)
     api.include_router(users_router)
+    api.include_router(credits_router)
+    api.include_router(apikeys_router)
     app.include_router(health.router)
     app.include_router(api)
 

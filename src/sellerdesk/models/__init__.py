@@ -7,6 +7,7 @@ from sellerdesk.models.credits import (
     CreditAccount,
     CreditLedger,
     CreditPack,
+    CreditPaidLookup,
     CreditPrice,
     CreditPurchase,
 )
@@ -29,6 +30,7 @@ __all__ = [
     "CreditAccount",
     "CreditLedger",
     "CreditPack",
+    "CreditPaidLookup",
     "CreditPrice",
     "CreditPurchase",
     "DomainEvent",

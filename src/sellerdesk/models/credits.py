@@ -13,6 +13,7 @@ from sqlalchemy import (
     Index,
     Integer,
     Numeric,
+    PrimaryKeyConstraint,
     String,
     true,
 )
@@ -85,6 +86,21 @@ class CreditPrice(Base):
     endpoint: Mapped[str] = mapped_column(String(100), primary_key=True)
     credits: Mapped[int] = mapped_column(Integer, nullable=False)
     description: Mapped[str] = mapped_column(String(255), nullable=False, default="")
+
+
+class CreditPaidLookup(Base):
+    """A code an account paid for: repeats within the repeat window are free.
+
+    Written in the same transaction as the charge, so a refused or refunded charge leaves none.
+    """
+
+    __tablename__ = "credit_paid_lookup"
+    __table_args__ = (PrimaryKeyConstraint("user_id", "endpoint", "code"),)
+
+    user_id: Mapped[int] = mapped_column(BigId, ForeignKey("user.id", ondelete="CASCADE"))
+    endpoint: Mapped[str] = mapped_column(String(100))
+    code: Mapped[str] = mapped_column(String(64))
+    paid_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
 
 
 class CreditPurchase(IdMixin, TimestampMixin, Base):

@@ -1,0 +1,232 @@
+"""SQL for credit accounts, the ledger, paid-lookup markers, packs, prices and purchases."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from sellerdesk.db import insert_for
+from sellerdesk.models import (
+    CreditAccount,
+    CreditLedger,
+    CreditPack,
+    CreditPaidLookup,
+    CreditPrice,
+    CreditPurchase,
+)
+from sellerdesk.models.base import utcnow
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """A ledger entry just written."""
+
+    id: int
+    balance_after: int
+
+
+class LedgerRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def ensure_account(self, user_id: int) -> None:
+        # PostgreSQL's and SQLite's Insert share this API but no common type.
+        stmt: Any = insert_for(self.session, CreditAccount).values(
+            user_id=user_id, balance=0, lifetime_purchased=0, lifetime_spent=0, updated_at=utcnow()
+        )
+        await self.session.execute(stmt.on_conflict_do_nothing(index_elements=["user_id"]))
+
+    async def account(self, user_id: int) -> CreditAccount | None:
+        return await self.session.get(CreditAccount, user_id, populate_existing=True)
+
+    async def balance(self, user_id: int) -> int:
+        value = await self.session.scalar(
+            select(CreditAccount.balance).where(CreditAccount.user_id == user_id)
+        )
+        return int(value or 0)
+
+    async def lock_balance(self, user_id: int) -> int:
+        """The balance, with the account row locked until the transaction ends (PostgreSQL)."""
+        value = await self.session.scalar(
+            select(CreditAccount.balance).where(CreditAccount.user_id == user_id).with_for_update()
+        )
+        return int(value or 0)
+
+    async def apply(
+        self,
+        user_id: int,
+        delta: int,
+        *,
+        kind: str,
+        reference: str | None,
+        endpoint: str | None = None,
+        idempotency_key: str | None = None,
+        purchased: int = 0,
+        spent: int = 0,
+    ) -> Entry | None:
+        """Change the balance by `delta` and append its ledger entry; None if it would go below 0.
+
+        The conditional UPDATE is the one place a balance changes: it checks and changes at once,
+        so concurrent charges can never overdraw the account.
+        """
+        if delta > 0:
+            await self.ensure_account(user_id)
+        balance = await self.session.scalar(
+            update(CreditAccount)
+            .where(CreditAccount.user_id == user_id, CreditAccount.balance + delta >= 0)
+            .values(
+                balance=CreditAccount.balance + delta,
+                lifetime_purchased=CreditAccount.lifetime_purchased + purchased,
+                lifetime_spent=CreditAccount.lifetime_spent + spent,
+                updated_at=utcnow(),
+            )
+            .returning(CreditAccount.balance)
+            .execution_options(synchronize_session=False)
+        )
+        if balance is None:
+            return None
+        entry_id = await self.session.scalar(
+            insert(CreditLedger)
+            .values(
+                user_id=user_id,
+                amount=delta,
+                balance_after=balance,
+                kind=kind,
+                reference=reference[:255] if reference else None,
+                endpoint=endpoint,
+                idempotency_key=idempotency_key,
+                created_at=utcnow(),
+            )
+            .returning(CreditLedger.id)
+        )
+        assert entry_id is not None
+        return Entry(id=int(entry_id), balance_after=int(balance))
+
+    async def page(self, user_id: int, offset: int, limit: int) -> tuple[list[CreditLedger], int]:
+        total = await self.session.scalar(
+            select(func.count()).select_from(CreditLedger).where(CreditLedger.user_id == user_id)
+        )
+        rows = await self.session.scalars(
+            select(CreditLedger)
+            .where(CreditLedger.user_id == user_id)
+            .order_by(CreditLedger.id.desc())
+            .offset(offset)
+            .limit(limit)
+        )
+        return list(rows), int(total or 0)
+
+    async def entry(self, entry_id: int) -> CreditLedger | None:
+        return await self.session.get(CreditLedger, entry_id)
+
+    async def sum_for(self, user_id: int) -> int:
+        value = await self.session.scalar(
+            select(func.coalesce(func.sum(CreditLedger.amount), 0)).where(
+                CreditLedger.user_id == user_id
+            )
+        )
+        return int(value or 0)
+
+
+class PaidLookupRepository:
+    """Markers of codes an account has paid for, behind the repeat window."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def claim(
+        self,
+        user_id: int,
+        endpoint: str,
+        codes: Sequence[str],
+        now: datetime,
+        cutoff: datetime,
+    ) -> list[str]:
+        """Mark `codes` paid at `now` unless paid after `cutoff`; the codes newly marked.
+
+        One statement: a concurrent claim of the same code waits on the first one's row and then
+        sees it, so one answer is paid for once.
+        """
+        if not codes:
+            return []
+        stmt: Any = insert_for(self.session, CreditPaidLookup).values(
+            [{"user_id": user_id, "endpoint": endpoint, "code": c, "paid_at": now} for c in codes]
+        )
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["user_id", "endpoint", "code"],
+            set_={"paid_at": stmt.excluded.paid_at},
+            where=CreditPaidLookup.paid_at < cutoff,
+        ).returning(CreditPaidLookup.code)
+        return list((await self.session.scalars(stmt)).all())
+
+    async def release(
+        self, user_id: int, endpoint: str, codes: Sequence[str], paid_at: datetime
+    ) -> None:
+        """Forget markers this charge wrote (its lookup failed, so the next one pays)."""
+        await self.session.execute(
+            delete(CreditPaidLookup)
+            .where(
+                CreditPaidLookup.user_id == user_id,
+                CreditPaidLookup.endpoint == endpoint,
+                CreditPaidLookup.code.in_(list(codes)),
+                CreditPaidLookup.paid_at == paid_at,
+            )
+            .execution_options(synchronize_session=False)
+        )
+
+
+class CatalogRepository:
+    """Packs and prices."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def packs(self, *, active_only: bool) -> list[CreditPack]:
+        stmt = select(CreditPack).order_by(CreditPack.credits, CreditPack.id)
+        if active_only:
+            stmt = stmt.where(CreditPack.is_active.is_(True))
+        return list(await self.session.scalars(stmt))
+
+    async def pack(self, pack_id: int) -> CreditPack | None:
+        return await self.session.get(CreditPack, pack_id)
+
+    async def add_pack(self, pack: CreditPack) -> CreditPack:
+        self.session.add(pack)
+        await self.session.flush()
+        return pack
+
+    async def prices(self) -> list[CreditPrice]:
+        return list(await self.session.scalars(select(CreditPrice).order_by(CreditPrice.endpoint)))
+
+    async def price(self, endpoint: str) -> CreditPrice | None:
+        return await self.session.get(CreditPrice, endpoint)
+
+
+class PurchaseRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def add(self, purchase: CreditPurchase) -> CreditPurchase:
+        self.session.add(purchase)
+        await self.session.flush()
+        return purchase
+
+    async def by_payment(self, payment_id: int) -> CreditPurchase | None:
+        return await self.session.scalar(
+            select(CreditPurchase).where(CreditPurchase.payment_id == payment_id)
+        )
+
+    async def move(self, purchase_id: int, from_status: str, to_status: str) -> bool:
+        """Move a purchase along its states; False when another request already did."""
+        moved = await self.session.scalar(
+            update(CreditPurchase)
+            .where(CreditPurchase.id == purchase_id, CreditPurchase.status == from_status)
+            .values(status=to_status, updated_at=utcnow())
+            .returning(CreditPurchase.id)
+            .execution_options(synchronize_session=False)
+        )
+        return moved is not None
