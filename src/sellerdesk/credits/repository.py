@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, insert, literal, select, update
+from sqlalchemy import BigInteger, bindparam, delete, func, insert, literal, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sellerdesk.db import insert_for
@@ -19,7 +19,7 @@ from sellerdesk.models import (
     CreditPrice,
     CreditPurchase,
 )
-from sellerdesk.models.base import utcnow
+from sellerdesk.models.base import UTCDateTime, utcnow
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +147,21 @@ class LedgerRepository:
         return int(value or 0)
 
 
+# The same SQL on PostgreSQL and SQLite (3.35+); SQLAlchemy's ON CONFLICT construct is not
+# cacheable, and compiling it on every paid call costs more than the round trip.
+_CLAIM_ONE = text(
+    "INSERT INTO credit_paid_lookup (user_id, endpoint, code, paid_at) "
+    "VALUES (:user_id, :endpoint, :code, :now) "
+    "ON CONFLICT (user_id, endpoint, code) DO UPDATE SET paid_at = excluded.paid_at "
+    "WHERE credit_paid_lookup.paid_at < :cutoff "
+    "RETURNING code"
+).bindparams(
+    bindparam("user_id", type_=BigInteger()),
+    bindparam("now", type_=UTCDateTime()),
+    bindparam("cutoff", type_=UTCDateTime()),
+)
+
+
 class PaidLookupRepository:
     """Markers of codes an account has paid for, behind the repeat window."""
 
@@ -168,6 +183,10 @@ class PaidLookupRepository:
         """
         if not codes:
             return []
+        if len(codes) == 1:  # the hot path: a statement compiled once and cached
+            params = {"user_id": user_id, "endpoint": endpoint, "code": codes[0], "now": now}
+            rows = await self.session.execute(_CLAIM_ONE, {**params, "cutoff": cutoff})
+            return [row[0] for row in rows]
         stmt: Any = insert_for(self.session, CreditPaidLookup).values(
             [{"user_id": user_id, "endpoint": endpoint, "code": c, "paid_at": now} for c in codes]
         )
