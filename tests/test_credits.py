@@ -11,7 +11,8 @@ from fastapi import FastAPI
 from sqlalchemy import select
 
 from sellerdesk.credits import service as credits_service
-from sellerdesk.models import CreditPurchase, Payment
+from sellerdesk.models import CreditPurchase, Payment, User
+from sellerdesk.seed import DEMO_USER, seed
 from tests.conftest import AppFactory, is_postgres
 from tests.credits_factories import assert_ledger_consistent, balance, grant, ledger
 from tests.factories import Account, register, register_admin
@@ -265,3 +266,30 @@ async def test_grants_to_many_users_keep_each_ledger_exact(
         await asyncio.gather(*(grant(other, admin, u.id, 5 + i) for i, u in enumerate(users)))
         assert [await balance(other, u) for u in users] == [5, 6, 7]
     await assert_ledger_consistent(app)
+
+
+async def test_seed_gives_the_demo_user_credits_once(app: FastAPI) -> None:
+    for _ in range(2):
+        async with app.state.sessionmaker() as session:
+            await seed(session, app.state.settings)
+            await session.commit()
+    async with app.state.sessionmaker() as session:
+        demo = await session.scalar(select(User).where(User.email == DEMO_USER[0]))
+        assert demo is not None
+        summary = await credits_service.balance_of(session, demo.id)
+    assert summary.balance == 100
+    await assert_ledger_consistent(app)
+
+
+async def test_openapi_describes_the_credit_routes(client: httpx.AsyncClient) -> None:
+    paths = (await client.get("/openapi.json")).json()["paths"]
+    for path in (
+        "/api/v1/credits",
+        "/api/v1/credits/transactions",
+        "/api/v1/credits/packs",
+        "/api/v1/credits/pricing",
+        "/api/v1/admin/credits/grant",
+        "/api/v1/api-keys",
+        "/api/v1/api-keys/{key_id}",
+    ):
+        assert path in paths, path

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sellerdesk.auth.passwords import Passwords
 from sellerdesk.auth.service import normalize_email
 from sellerdesk.config import Settings
+from sellerdesk.credits import service as credits_service
 from sellerdesk.models import User
 from sellerdesk.users.repository import UserRepository
 
@@ -53,7 +54,10 @@ async def seed(session: AsyncSession, settings: Settings) -> None:
     """Idempotent demo data for a fresh installation."""
     passwords = Passwords(settings)
     await ensure_user(session, passwords, *DEMO_ADMIN, superuser=True, full_name="Demo Admin")
-    await ensure_user(session, passwords, *DEMO_USER, full_name="Demo User")
+    demo, _ = await ensure_user(session, passwords, *DEMO_USER, full_name="Demo User")
+    await credits_service.grant_once(
+        session, user_id=demo.id, amount=100, reason="Demo credits", key=f"seed:demo:{demo.id}"
+    )
     for seeder in SEEDERS:
         await seeder(session, settings)
     log.info("seeded", admin=DEMO_ADMIN[0], user=DEMO_USER[0])

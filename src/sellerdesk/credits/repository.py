@@ -135,6 +135,12 @@ class LedgerRepository:
         )
         return list(rows), int(total or 0)
 
+    async def has_key(self, idempotency_key: str) -> bool:
+        found = await self.session.scalar(
+            select(CreditLedger.id).where(CreditLedger.idempotency_key == idempotency_key)
+        )
+        return found is not None
+
     async def entry(self, entry_id: int) -> CreditLedger | None:
         return await self.session.get(CreditLedger, entry_id)
 

@@ -64,6 +64,19 @@ async def grant(
     return row, entry.balance_after
 
 
+async def grant_once(
+    session: AsyncSession, *, user_id: int, amount: int, reason: str, key: str
+) -> bool:
+    """Grant credits under a ledger idempotency key unless that key was used (for seeding)."""
+    ledger = LedgerRepository(session)
+    if await ledger.has_key(key):
+        return False
+    return (
+        await ledger.apply(user_id, amount, kind="grant", reference=reason, idempotency_key=key)
+        is not None
+    )
+
+
 # --------------------------------------------------------------------------- charges
 
 
