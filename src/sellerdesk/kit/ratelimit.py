@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 
@@ -113,12 +114,16 @@ class PaidCallLimits:
         if not await strategy.hit(self.per_payer, "paid", payer):
             retry = await limiter.retry_after(self.per_payer, "paid", payer)
             raise self._refused(retry, Quota(self.per_payer.amount, 0))
-        if not await strategy.hit(self.global_limit, "paid", "global"):
+        # Two round trips at once: the global count and what is left of the payer's window.
+        allowed, stats = await asyncio.gather(
+            strategy.hit(self.global_limit, "paid", "global"),
+            strategy.get_window_stats(self.per_payer, "paid", payer),
+        )
+        quota = Quota(self.per_payer.amount, stats.remaining)
+        if not allowed:
             retry = await limiter.retry_after(self.global_limit, "paid", "global")
-            stats = await strategy.get_window_stats(self.per_payer, "paid", payer)
-            raise self._refused(retry, Quota(self.per_payer.amount, stats.remaining))
-        stats = await strategy.get_window_stats(self.per_payer, "paid", payer)
-        return Quota(self.per_payer.amount, stats.remaining)
+            raise self._refused(retry, quota)
+        return quota
 
     @staticmethod
     def _refused(retry_after: int, quota: Quota) -> RateLimited:
