@@ -76,7 +76,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_credentials=True,
             allow_methods=["*"],
             allow_headers=["*"],
-            expose_headers=["X-Request-ID", "Retry-After"],
+            expose_headers=[
+                "X-Request-ID",
+                "Retry-After",
+                "X-RateLimit-Limit",
+                "X-RateLimit-Remaining",
+                "X-Credits-Charged",
+                "X-Credits-Remaining",
+            ],
         )
     if settings.RATE_LIMIT_PER_IP:
         app.add_middleware(PerIpLimitMiddleware, limit=settings.RATE_LIMIT_PER_IP)
