@@ -243,6 +243,29 @@ async def test_refunded_purchase_takes_credits_back_never_below_zero(
     await assert_ledger_consistent(app)
 
 
+async def test_partial_refunds_take_back_their_share_once_each(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    user = await register(client)
+    payment = await _pending_purchase(app, user)
+    assert await _apply(app, payment)
+    payment.refunded_amount = Decimal("3.00")  # a third of 9.00
+    assert await _apply(app, payment, refunded=True)
+    assert not await _apply(app, payment, refunded=True)
+    assert await balance(client, user) == 67
+    payment.refunded_amount = Decimal("9.00")
+    assert await _apply(app, payment, refunded=True)
+    assert await balance(client, user) == 0
+    body = (await client.get("/api/v1/credits", headers=user.headers)).json()
+    assert body["lifetime_purchased"] == 0
+    assert [(e.kind, e.amount) for e in await ledger(app, user.id)] == [
+        ("purchase", 100),
+        ("refund", -33),
+        ("refund", -67),
+    ]
+    await assert_ledger_consistent(app)
+
+
 async def test_purchase_refunded_before_success_never_credits(
     client: httpx.AsyncClient, app: FastAPI
 ) -> None:

@@ -127,6 +127,7 @@ def upgrade() -> None:
             "payment_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True
         ),
         sa.Column("credits", sa.BigInteger(), nullable=False),
+        sa.Column("credits_refunded", sa.BigInteger(), server_default="0", nullable=False),
         sa.Column("status", sa.String(length=20), nullable=False),
         sa.Column(
             "id",

@@ -61,6 +61,11 @@ class Meter:
         self.prices: PriceBook = price_book(request)
         self.headers: dict[str, str] = {}
 
+    @property
+    def user_id(self) -> int:
+        """The paying user (lets `@idempotent(user_param="meter")` key requests per user)."""
+        return self.payer.user_id
+
     async def single(
         self,
         endpoint: str,

@@ -260,6 +260,23 @@ class PurchaseRepository:
             select(CreditPurchase).where(CreditPurchase.payment_id == payment_id)
         )
 
+    async def lock(self, purchase_id: int) -> CreditPurchase | None:
+        """The purchase as it is now, its row locked until the transaction ends (PostgreSQL)."""
+        return await self.session.scalar(
+            select(CreditPurchase)
+            .where(CreditPurchase.id == purchase_id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+
+    async def record_refund(self, purchase_id: int, credits_refunded: int, status: str) -> None:
+        await self.session.execute(
+            update(CreditPurchase)
+            .where(CreditPurchase.id == purchase_id)
+            .values(credits_refunded=credits_refunded, status=status, updated_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
+
     async def move(self, purchase_id: int, from_status: str, to_status: str) -> bool:
         """Move a purchase along its states; False when another request already did."""
         moved = await self.session.scalar(

@@ -12,7 +12,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from sellerdesk.credits.errors import BalanceWouldBeNegative, InsufficientCredits
 from sellerdesk.credits.repository import (
-    Entry,
     LedgerRepository,
     PaidLookupRepository,
     PurchaseRepository,
@@ -204,43 +203,58 @@ async def apply_purchase_payment_failed(session: AsyncSession, payment: Payment)
 
 
 async def apply_purchase_refunded(session: AsyncSession, payment: Payment) -> bool:
-    """Take a refunded purchase's credits back, once; never below 0 (the shortfall is recorded).
+    """Take back a refunded purchase's credits (a partial refund its share), once per amount.
 
-    A purchase refunded before it was credited just ends `refunded`, so a late success event
-    cannot credit it any more.
+    Never below 0: what was already spent is recorded as a shortfall in the ledger entry and
+    the logs. A purchase refunded before it was credited just ends `refunded`, so a late
+    success event cannot credit it any more. True when this call changed something.
     """
     purchases = PurchaseRepository(session)
-    purchase = await purchases.by_payment(payment.id)
-    if purchase is None:
+    found = await purchases.by_payment(payment.id)
+    if found is None:
         log.warning("purchase_payment_unknown", payment_id=payment.id)
         return False
     for before in ("pending", "failed"):
-        if await purchases.move(purchase.id, before, "refunded"):
+        if await purchases.move(found.id, before, "refunded"):
             return True
-    if not await purchases.move(purchase.id, "completed", "refunded"):
+    purchase = await purchases.lock(found.id)
+    if purchase is None or purchase.status != "completed":
         return False
+    target = _credits_to_take_back(purchase.credits, payment)
+    if target <= purchase.credits_refunded:
+        return False
+    due = target - purchase.credits_refunded
+    await purchases.record_refund(
+        purchase.id, target, "refunded" if target >= purchase.credits else "completed"
+    )
     ledger = LedgerRepository(session)
-    # The lock keeps the amount we compute true until our UPDATE (SQLite serialises writers).
-    balance = await ledger.lock_balance(purchase.user_id)
-    taken = min(balance, purchase.credits)
-    shortfall = purchase.credits - taken
+    # The account row lock keeps this balance true until our UPDATE (SQLite serialises writers).
+    taken = min(await ledger.lock_balance(purchase.user_id), due)
     reference = f"refund of purchase:{purchase.id}"
-    if shortfall:
-        reference += f"; shortfall {shortfall} credits already spent"
+    if taken < due:
+        reference += f"; shortfall {due - taken} credits already spent"
         log.warning(
             "purchase_refund_shortfall",
             user_id=purchase.user_id,
             purchase_id=purchase.id,
-            shortfall=shortfall,
+            shortfall=due - taken,
         )
-    entry: Entry | None = await ledger.apply(
+    entry = await ledger.apply(
         purchase.user_id,
         -taken,
         kind="refund",
         reference=reference,
-        idempotency_key=f"purchase_refund:{purchase.id}",
-        purchased=-purchase.credits,
+        idempotency_key=f"purchase_refund:{purchase.id}:{target}",
+        purchased=-due,
     )
     assert entry is not None
     log.info("credits_purchase_refunded", user_id=purchase.user_id, purchase_id=purchase.id)
     return True
+
+
+def _credits_to_take_back(credits: int, payment: Payment) -> int:
+    """All of them for a full refund; a partial one its share, rounded in the buyer's favour."""
+    refunded, amount = payment.refunded_amount, payment.amount
+    if not refunded or refunded >= amount or amount <= 0:
+        return credits
+    return int(credits * refunded / amount)

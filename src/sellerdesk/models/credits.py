@@ -118,6 +118,11 @@ class CreditPurchase(IdMixin, TimestampMixin, Base):
         BigId, ForeignKey("payment.id", ondelete="RESTRICT"), unique=True, nullable=True
     )
     credits: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    # Credits taken back by refunds so far (partial refunds take back their share).
+    credits_refunded: Mapped[int] = mapped_column(
+        BigInteger, nullable=False, default=0, server_default="0"
+    )
+    # pending → completed (credited) → refunded; pending → failed → completed; pending → refunded
     status: Mapped[str] = mapped_column(String(20), nullable=False, default="pending")
 
 
