@@ -1,4 +1,4 @@
-"""The paid-route limits on their own: per payer, global, and failing open when storage fails."""
+"""The paid-route limits alone: per payer, global, and failing open when their storage fails."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 from limits.aio.storage import MemoryStorage
 
-from sellerdesk.errors import RateLimited, ServiceUnavailable
-from sellerdesk.kit.ratelimit import Limiter, LoginThrottle, PaidCallLimits
+from sellerdesk.errors import RateLimited
+from sellerdesk.kit.ratelimit import Limiter, PaidCallLimits
 
 
 class BrokenStorage(MemoryStorage):
@@ -50,9 +50,3 @@ async def test_storage_down_fails_open_to_a_per_process_cap() -> None:
     await limits.hit("user:1")
     with pytest.raises(RateLimited):
         await limits.hit("user:1")
-
-
-async def test_login_throttle_still_fails_closed_when_storage_is_down() -> None:
-    throttle = LoginThrottle(Limiter(BrokenStorage()), "5/minute")
-    with pytest.raises(ServiceUnavailable):
-        await throttle.record_failure("a@example.com", "127.0.0.1")
