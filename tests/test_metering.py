@@ -270,3 +270,18 @@ async def test_500_concurrent_paid_calls_never_overdraw(make_app: AppFactory) ->
         assert sum(e.amount for e in entries) == 6
         assert len([e for e in entries if e.kind == "charge"]) == 142
     await assert_ledger_consistent(setup.app)
+
+
+async def test_overlapping_batches_and_lookups_fired_together_pay_each_code_once(
+    make_app: AppFactory,
+) -> None:
+    setup, client = await paid_setup(make_app, 1000, RATE_LIMIT_DEFAULT="10000/minute")
+    async with aclosing(client):
+        codes = [f"D{n:09d}" for n in range(30)]
+        batches = [codes[i:] + codes[:i] for i in range(0, 30, 3)]  # same codes, other orders
+        calls = [setup.batch(list(reversed(b)) if i % 2 else b) for i, b in enumerate(batches)]
+        calls += [setup.lookup(code) for code in codes[:10]]
+        responses = await asyncio.gather(*calls)
+        assert [r.status_code for r in responses] == [200] * len(calls)
+        assert await balance(client, setup.user) == 1000 - 30 - 10  # lookups are another endpoint
+    await assert_ledger_consistent(setup.app)

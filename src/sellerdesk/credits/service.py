@@ -108,7 +108,8 @@ async def charge(
     commits this transaction on its own, before serving, so no lock outlives it.
     """
     now = utcnow()
-    codes = tuple(dict.fromkeys(codes))
+    # Sorted: concurrent batches claim shared codes in one order, so they cannot deadlock.
+    codes = tuple(sorted(set(codes)))
     if repeat_window > 0 and unit_cost > 0:
         cutoff = now - timedelta(seconds=repeat_window)
         to_pay = await PaidLookupRepository(session).claim(user_id, endpoint, codes, now, cutoff)
@@ -136,6 +137,10 @@ async def refund_charge(session: AsyncSession, charge: Charge, reason: str) -> i
     """Give a charge back (its lookup failed or found nothing); the balance after it."""
     if charge.entry_id is None:
         return await LedgerRepository(session).balance(charge.user_id)
+    # Markers before the account row, the order a charge takes them in: no deadlock.
+    await PaidLookupRepository(session).release(
+        charge.user_id, charge.endpoint, charge.codes, charge.paid_at
+    )
     entry = await LedgerRepository(session).apply(
         charge.user_id,
         charge.credits,
@@ -146,9 +151,6 @@ async def refund_charge(session: AsyncSession, charge: Charge, reason: str) -> i
         spent=-charge.credits,
     )
     assert entry is not None  # a credit never fails the non-negative check
-    await PaidLookupRepository(session).release(
-        charge.user_id, charge.endpoint, charge.codes, charge.paid_at
-    )
     return entry.balance_after
 
 
