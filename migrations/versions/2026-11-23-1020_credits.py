@@ -6,6 +6,7 @@ Create Date: 2026-11-23 10:20:00+00:00
 """
 
 from collections.abc import Sequence
+from decimal import Decimal
 
 import sqlalchemy as sa
 from alembic import op
@@ -126,6 +127,7 @@ def upgrade() -> None:
             "payment_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True
         ),
         sa.Column("credits", sa.BigInteger(), nullable=False),
+        sa.Column("credits_refunded", sa.BigInteger(), server_default="0", nullable=False),
         sa.Column("status", sa.String(length=20), nullable=False),
         sa.Column(
             "id",
@@ -162,9 +164,64 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("credit_purchase", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_credit_purchase_user_id"), ["user_id"], unique=False)
+    op.create_table(
+        "credit_paid_lookup",
+        sa.Column("user_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("endpoint", sa.String(length=100), nullable=False),
+        sa.Column("code", sa.String(length=64), nullable=False),
+        sa.Column("paid_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["user_id"],
+            ["user.id"],
+            name=op.f("fk_credit_paid_lookup_user_id_user"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("user_id", "endpoint", "code", name=op.f("pk_credit_paid_lookup")),
+    )
+    _insert_defaults()
+
+
+# A fresh installation (migrations only, no seed) offers these packs and this pricing.
+DEFAULT_PACKS = (
+    ("Starter: 100 credits", 100, Decimal("9.00")),
+    ("Standard: 1,000 credits", 1_000, Decimal("49.00")),
+    ("Pro: 10,000 credits", 10_000, Decimal("299.00")),
+)
+DEFAULT_PRICES = (
+    ("asin_lookup", 1, "POST /api/v1/product/asin, per lookup"),
+    ("fnsku_conversion", 1, "POST /api/v1/conversion/fnsku[/batch], per resolved code"),
+)
+
+
+def _insert_defaults() -> None:
+    pack = sa.table(
+        "credit_pack",
+        sa.column("name", sa.String),
+        sa.column("credits", sa.BigInteger),
+        sa.column("price", sa.Numeric(12, 2)),
+        sa.column("currency", sa.String),
+        sa.column("is_active", sa.Boolean),
+    )
+    price = sa.table(
+        "credit_price",
+        sa.column("endpoint", sa.String),
+        sa.column("credits", sa.Integer),
+        sa.column("description", sa.String),
+    )
+    op.bulk_insert(
+        pack,
+        [
+            {"name": n, "credits": c, "price": p, "currency": "usd", "is_active": True}
+            for n, c, p in DEFAULT_PACKS
+        ],
+    )
+    op.bulk_insert(
+        price, [{"endpoint": e, "credits": c, "description": d} for e, c, d in DEFAULT_PRICES]
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("credit_paid_lookup")
     op.drop_table("credit_purchase")
     op.drop_table("credit_ledger")
     op.drop_table("credit_account")

@@ -14,13 +14,15 @@ from redis.asyncio import Redis
 from sellerdesk import __version__, health, jobs
 from sellerdesk.amazon.providers import create_source
 from sellerdesk.amazon.router import router as amazon_router
+from sellerdesk.apikeys.router import router as apikeys_router
 from sellerdesk.auth.passwords import Passwords
 from sellerdesk.auth.router import router as auth_router
 from sellerdesk.auth.service import AuthContext
 from sellerdesk.auth.supabase import SupabaseVerifier
-from sellerdesk.catalog.router import router as catalog_router
 from sellerdesk.cart.router import router as cart_router
+from sellerdesk.catalog.router import router as catalog_router
 from sellerdesk.config import Settings, get_settings
+from sellerdesk.credits.router import router as credits_router
 from sellerdesk.db import create_engine, create_sessionmaker
 from sellerdesk.errors import install_error_handlers
 from sellerdesk.inventory.router import router as inventory_router
@@ -81,6 +83,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     api.include_router(inventory_router)
     api.include_router(amazon_router)
     api.include_router(payments_router)
+    api.include_router(credits_router)
+    api.include_router(apikeys_router)
     app.include_router(health.router)
     app.include_router(api)
 
@@ -91,7 +95,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_credentials=True,
             allow_methods=["*"],
             allow_headers=["*"],
-            expose_headers=["X-Request-ID", "Retry-After"],
+            expose_headers=[
+                "X-Request-ID",
+                "Retry-After",
+                "X-RateLimit-Limit",
+                "X-RateLimit-Remaining",
+                "X-Credits-Charged",
+                "X-Credits-Remaining",
+            ],
         )
     if settings.RATE_LIMIT_PER_IP:
         app.add_middleware(PerIpLimitMiddleware, limit=settings.RATE_LIMIT_PER_IP)

@@ -11,6 +11,7 @@ from sellerdesk.auth.passwords import Passwords
 from sellerdesk.auth.service import normalize_email
 from sellerdesk.catalog.seed import seed_catalog
 from sellerdesk.config import Settings
+from sellerdesk.credits import service as credits_service
 from sellerdesk.models import User
 from sellerdesk.users.repository import UserRepository
 
@@ -54,8 +55,11 @@ async def seed(session: AsyncSession, settings: Settings) -> None:
     """Idempotent demo data for a fresh installation."""
     passwords = Passwords(settings)
     await ensure_user(session, passwords, *DEMO_ADMIN, superuser=True, full_name="Demo Admin")
-    await ensure_user(session, passwords, *DEMO_USER, full_name="Demo User")
+    demo, _ = await ensure_user(session, passwords, *DEMO_USER, full_name="Demo User")
     await seed_catalog(session, settings)
+    await credits_service.grant_once(
+        session, user_id=demo.id, amount=100, reason="Demo credits", key=f"seed:demo:{demo.id}"
+    )
     for seeder in SEEDERS:
         await seeder(session, settings)
     log.info("seeded", admin=DEMO_ADMIN[0], user=DEMO_USER[0])

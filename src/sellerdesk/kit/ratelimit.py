@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from collections.abc import AsyncIterator
@@ -87,3 +88,68 @@ class LoginThrottle:
         except Exception as exc:
             log.error("login_throttle_unavailable", error=type(exc).__name__)
             raise ServiceUnavailable("Login is temporarily unavailable; retry later.") from exc
+
+
+class Quota:
+    """Where a payer stands after a counted call: sent as `X-RateLimit-*` headers."""
+
+    __slots__ = ("limit", "remaining")
+
+    def __init__(self, limit: int, remaining: int) -> None:
+        self.limit = limit
+        self.remaining = max(0, remaining)
+
+    def headers(self) -> dict[str, str]:
+        return {"X-RateLimit-Limit": str(self.limit), "X-RateLimit-Remaining": str(self.remaining)}
+
+
+class PaidCallLimits:
+    """Per-payer and global moving-window limits of the paid data routes.
+
+    Redis down: the data routes fail open to this process's own memory with the same limits
+    (a per-process cap), so an outage of the limiter's store neither stops paid traffic nor
+    lifts every limit. The login throttle, by contrast, fails closed.
+    """
+
+    LOG_EVERY_SECONDS = 10.0
+
+    def __init__(self, limiter: Limiter, per_payer: str, global_limit: str) -> None:
+        self.limiter = limiter
+        self.per_payer = parse(per_payer)
+        self.global_limit = parse(global_limit)
+        self.fallback = Limiter(MemoryStorage())
+        self._logged_at = float("-inf")
+
+    async def hit(self, payer: str) -> Quota:
+        """Count one call of `payer`; 429 with `Retry-After` when over either limit."""
+        try:
+            return await self._hit(self.limiter, payer)
+        except RateLimited:
+            raise
+        except Exception as exc:
+            if time.monotonic() - self._logged_at > self.LOG_EVERY_SECONDS:
+                self._logged_at = time.monotonic()
+                log.error("paid_rate_limit_storage_unavailable", error=type(exc).__name__)
+            return await self._hit(self.fallback, payer)
+
+    async def _hit(self, limiter: Limiter, payer: str) -> Quota:
+        strategy = limiter.strategy
+        if not await strategy.hit(self.per_payer, "paid", payer):
+            retry = await limiter.retry_after(self.per_payer, "paid", payer)
+            raise self._refused(retry, Quota(self.per_payer.amount, 0))
+        # Two round trips at once: the global count and what is left of the payer's window.
+        allowed, stats = await asyncio.gather(
+            strategy.hit(self.global_limit, "paid", "global"),
+            strategy.get_window_stats(self.per_payer, "paid", payer),
+        )
+        quota = Quota(self.per_payer.amount, stats.remaining)
+        if not allowed:
+            retry = await limiter.retry_after(self.global_limit, "paid", "global")
+            raise self._refused(retry, quota)
+        return quota
+
+    @staticmethod
+    def _refused(retry_after: int, quota: Quota) -> RateLimited:
+        error = RateLimited(retry_after)
+        error.headers = {**(error.headers or {}), **quota.headers()}
+        return error

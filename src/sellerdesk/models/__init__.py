@@ -8,6 +8,7 @@ from sellerdesk.models.credits import (
     CreditAccount,
     CreditLedger,
     CreditPack,
+    CreditPaidLookup,
     CreditPrice,
     CreditPurchase,
 )
@@ -31,6 +32,7 @@ __all__ = [
     "CreditAccount",
     "CreditLedger",
     "CreditPack",
+    "CreditPaidLookup",
     "CreditPrice",
     "CreditPurchase",
     "DomainEvent",

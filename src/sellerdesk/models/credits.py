@@ -13,6 +13,7 @@ from sqlalchemy import (
     Index,
     Integer,
     Numeric,
+    PrimaryKeyConstraint,
     String,
     true,
 )
@@ -87,6 +88,21 @@ class CreditPrice(Base):
     description: Mapped[str] = mapped_column(String(255), nullable=False, default="")
 
 
+class CreditPaidLookup(Base):
+    """A code an account paid for: repeats within the repeat window are free.
+
+    Written in the same transaction as the charge, so a refused or refunded charge leaves none.
+    """
+
+    __tablename__ = "credit_paid_lookup"
+    __table_args__ = (PrimaryKeyConstraint("user_id", "endpoint", "code"),)
+
+    user_id: Mapped[int] = mapped_column(BigId, ForeignKey("user.id", ondelete="CASCADE"))
+    endpoint: Mapped[str] = mapped_column(String(100))
+    code: Mapped[str] = mapped_column(String(64))
+    paid_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+
+
 class CreditPurchase(IdMixin, TimestampMixin, Base):
     """A pack bought with a payment; credits land once, when the payment succeeds."""
 
@@ -102,6 +118,11 @@ class CreditPurchase(IdMixin, TimestampMixin, Base):
         BigId, ForeignKey("payment.id", ondelete="RESTRICT"), unique=True, nullable=True
     )
     credits: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    # Credits taken back by refunds so far (partial refunds take back their share).
+    credits_refunded: Mapped[int] = mapped_column(
+        BigInteger, nullable=False, default=0, server_default="0"
+    )
+    # pending → completed (credited) → refunded; pending → failed → completed; pending → refunded
     status: Mapped[str] = mapped_column(String(20), nullable=False, default="pending")
 
 

@@ -1,0 +1,175 @@
+"""The charge step every paid data route goes through.
+
+validate (FastAPI, before the route runs: a 422 is never charged) → rate limit (every valid
+call counts, free repeats included) → repeat window → atomic charge, committed in its own short
+transaction before the lookup (no account lock is ever held across an upstream call) → serve →
+on not-found or any failure the compensating `refund` entry in the same request, so the net
+charge is 0 and the ledger shows both entries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Annotated, TypeVar
+
+import structlog
+from fastapi import Depends, Request, Response
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from sellerdesk.apikeys.dependencies import Payer
+from sellerdesk.apikeys.service import PayerIdentity
+from sellerdesk.credits import service
+from sellerdesk.credits.errors import InsufficientCredits
+from sellerdesk.credits.pricing import PriceBook, price_book
+from sellerdesk.db import SessionDep, commit
+from sellerdesk.errors import AppError, NotFound
+from sellerdesk.kit.ratelimit import PaidCallLimits
+
+log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def paid_call_limits(request: Request) -> PaidCallLimits:
+    """The app's paid-route limits (one per app, over its limiter's storage)."""
+    limits: PaidCallLimits | None = getattr(request.app.state, "paid_call_limits", None)
+    if limits is None:
+        settings = request.app.state.settings
+        limits = PaidCallLimits(
+            request.app.state.limiter, settings.RATE_LIMIT_DEFAULT, settings.RATE_LIMIT_GLOBAL
+        )
+        request.app.state.paid_call_limits = limits
+    return limits
+
+
+class Meter:
+    """Charges the payer of one paid call; build it with `MeterDep`."""
+
+    def __init__(
+        self,
+        request: Request,
+        response: Response,
+        session: SessionDep,
+        payer: Payer,
+    ) -> None:
+        self.session: AsyncSession = session
+        self.payer: PayerIdentity = payer
+        self.response = response
+        self.repeat_window: int = request.app.state.settings.CREDITS_REPEAT_WINDOW
+        self.limits = paid_call_limits(request)
+        self.prices: PriceBook = price_book(request)
+        self.headers: dict[str, str] = {}
+
+    @property
+    def user_id(self) -> int:
+        """The paying user (lets `@idempotent(user_param="meter")` key requests per user)."""
+        return self.payer.user_id
+
+    async def single(
+        self,
+        endpoint: str,
+        code: str,
+        serve: Callable[[], Awaitable[T | None]],
+        *,
+        not_found: str = "Not found.",
+    ) -> T:
+        """Charge for one code, serve it, and give the charge back if nothing is served."""
+        try:
+            await self._count_call()
+            cost = await self.prices.cost(self.session, endpoint)
+            charge = await service.charge(
+                self.session,
+                user_id=self.payer.user_id,
+                endpoint=endpoint,
+                codes=[code],
+                unit_cost=cost,
+                repeat_window=self.repeat_window,
+                reference=code,
+            )
+            await commit(self.session)
+            try:
+                result = await serve()
+                if result is None:
+                    raise NotFound(not_found)
+            except Exception as exc:
+                await self._give_back(charge, exc)
+                raise
+            self._credit_headers(charge.credits, charge.balance)
+            return result
+        except AppError as exc:
+            self._error_headers(exc)
+            raise
+        finally:
+            self.response.headers.update(self.headers)
+
+    async def batch(
+        self,
+        endpoint: str,
+        resolve: Callable[[], Awaitable[list[R]]],
+        found_code: Callable[[R], str | None],
+    ) -> tuple[list[R], int]:
+        """Resolve every code first, then charge once per found code not paid for recently.
+
+        One ledger entry for the whole batch; short of credits → 402 and nothing charged.
+        """
+        try:
+            await self._count_call()
+            # End the read transaction of authentication: resolving may call upstream.
+            await commit(self.session)
+            results = await resolve()
+            found = [code for code in map(found_code, results) if code is not None]
+            charge = await self._charge_codes(endpoint, found)
+            self._credit_headers(charge.credits, charge.balance)
+            return results, charge.credits
+        except AppError as exc:
+            self._error_headers(exc)
+            raise
+        finally:
+            self.response.headers.update(self.headers)
+
+    async def _charge_codes(self, endpoint: str, codes: Sequence[str]) -> service.Charge:
+        cost = await self.prices.cost(self.session, endpoint)
+        unique = list(dict.fromkeys(codes))
+        return await service.charge(
+            self.session,
+            user_id=self.payer.user_id,
+            endpoint=endpoint,
+            codes=unique,
+            unit_cost=cost,
+            repeat_window=self.repeat_window,
+            reference=f"batch: {len(unique)} codes found",
+        )
+
+    async def _count_call(self) -> None:
+        quota = await self.limits.hit(self.payer.rate_key)
+        self.headers.update(quota.headers())
+
+    async def _give_back(self, charge: service.Charge, exc: Exception) -> None:
+        """The compensating entry, committed before the error response goes out."""
+        if charge.entry_id is None:
+            self._credit_headers(0, charge.balance)
+            return
+        reason = exc.code if isinstance(exc, AppError) else "internal_error"
+        try:
+            # Whatever the failed lookup wrote is discarded, not committed with the refund.
+            await self.session.rollback()
+            balance = await service.refund_charge(self.session, charge, reason)
+            await commit(self.session)
+        except Exception:
+            log.exception("credit_refund_failed", user_id=charge.user_id, entry_id=charge.entry_id)
+            return
+        self._credit_headers(0, balance)
+
+    def _error_headers(self, exc: AppError) -> None:
+        if isinstance(exc, InsufficientCredits):
+            self._credit_headers(0, exc.balance)
+        self.headers.setdefault("X-Credits-Charged", "0")
+        exc.headers = {**(exc.headers or {}), **self.headers}
+
+    def _credit_headers(self, charged: int, remaining: int) -> None:
+        self.headers["X-Credits-Charged"] = str(charged)
+        self.headers["X-Credits-Remaining"] = str(remaining)
+
+
+MeterDep = Annotated[Meter, Depends(Meter)]

@@ -1,0 +1,262 @@
+"""The credit ledger's rules: balances, grants, charges with their refunds, and purchases."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from sellerdesk.credits.errors import BalanceWouldBeNegative, InsufficientCredits
+from sellerdesk.credits.repository import (
+    LedgerRepository,
+    PaidLookupRepository,
+    PurchaseRepository,
+)
+from sellerdesk.errors import NotFound
+from sellerdesk.kit.pagination import PageParams
+from sellerdesk.models import CreditLedger, CreditPurchase, Payment, User
+from sellerdesk.models.base import utcnow
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Balance:
+    balance: int
+    lifetime_purchased: int
+    lifetime_spent: int
+
+
+async def balance_of(session: AsyncSession, user_id: int) -> Balance:
+    """The account's balance and lifetime totals; zeros for an account never used."""
+    account = await LedgerRepository(session).account(user_id)
+    if account is None:
+        return Balance(0, 0, 0)
+    return Balance(account.balance, account.lifetime_purchased, account.lifetime_spent)
+
+
+async def transactions(
+    session: AsyncSession, user_id: int, params: PageParams
+) -> tuple[list[CreditLedger], int]:
+    """One page of the account's ledger, newest first."""
+    return await LedgerRepository(session).page(user_id, params.offset, params.page_size)
+
+
+async def grant(
+    session: AsyncSession, *, user_id: int, amount: int, reason: str, admin_id: int
+) -> tuple[CreditLedger, int]:
+    """Add (grant) or take away (adjustment) credits; never below 0 (409)."""
+    if await session.get(User, user_id) is None:
+        raise NotFound("User not found.")
+    ledger = LedgerRepository(session)
+    kind = "grant" if amount > 0 else "adjustment"
+    entry = await ledger.apply(user_id, amount, kind=kind, reference=reason)
+    if entry is None:
+        raise BalanceWouldBeNegative(await ledger.balance(user_id), amount)
+    log.info("credits_granted", user_id=user_id, amount=amount, admin_id=admin_id, kind=kind)
+    row = await ledger.entry(entry.id)
+    assert row is not None
+    return row, entry.balance_after
+
+
+async def grant_once(
+    session: AsyncSession, *, user_id: int, amount: int, reason: str, key: str
+) -> bool:
+    """Grant credits under a ledger idempotency key unless that key was used (for seeding)."""
+    ledger = LedgerRepository(session)
+    if await ledger.has_key(key):
+        return False
+    return (
+        await ledger.apply(user_id, amount, kind="grant", reference=reason, idempotency_key=key)
+        is not None
+    )
+
+
+# --------------------------------------------------------------------------- charges
+
+
+@dataclass(frozen=True, slots=True)
+class Charge:
+    """What one paid call took: nothing for a free repeat, else one ledger entry."""
+
+    user_id: int
+    endpoint: str
+    codes: tuple[str, ...]
+    credits: int
+    balance: int
+    entry_id: int | None
+    paid_at: datetime
+
+
+async def charge(
+    session: AsyncSession,
+    *,
+    user_id: int,
+    endpoint: str,
+    codes: Sequence[str],
+    unit_cost: int,
+    repeat_window: int,
+    reference: str,
+) -> Charge:
+    """Charge `unit_cost` per code not already paid for within the repeat window.
+
+    402 (and nothing written once the caller rolls back) when the balance is short. The caller
+    commits this transaction on its own, before serving, so no lock outlives it.
+    """
+    now = utcnow()
+    # Sorted: concurrent batches claim shared codes in one order, so they cannot deadlock.
+    codes = tuple(sorted(set(codes)))
+    if repeat_window > 0 and unit_cost > 0:
+        cutoff = now - timedelta(seconds=repeat_window)
+        to_pay = await PaidLookupRepository(session).claim(user_id, endpoint, codes, now, cutoff)
+    else:
+        to_pay = list(codes)
+    ledger = LedgerRepository(session)
+    cost = unit_cost * len(to_pay)
+    if cost == 0:
+        return Charge(user_id, endpoint, (), 0, await ledger.balance(user_id), None, now)
+    entry = await ledger.apply(
+        user_id,
+        -cost,
+        kind="charge",
+        reference=reference,
+        endpoint=endpoint,
+        idempotency_key=f"charge:{uuid.uuid4().hex}",
+        spent=cost,
+    )
+    if entry is None:
+        raise InsufficientCredits(await ledger.balance(user_id), cost)
+    return Charge(user_id, endpoint, tuple(to_pay), cost, entry.balance_after, entry.id, now)
+
+
+async def refund_charge(session: AsyncSession, charge: Charge, reason: str) -> int:
+    """Give a charge back (its lookup failed or found nothing); the balance after it."""
+    if charge.entry_id is None:
+        return await LedgerRepository(session).balance(charge.user_id)
+    # Markers before the account row, the order a charge takes them in: no deadlock.
+    await PaidLookupRepository(session).release(
+        charge.user_id, charge.endpoint, charge.codes, charge.paid_at
+    )
+    entry = await LedgerRepository(session).apply(
+        charge.user_id,
+        charge.credits,
+        kind="refund",
+        reference=f"refund of #{charge.entry_id}: {reason}",
+        endpoint=charge.endpoint,
+        idempotency_key=f"refund:{charge.entry_id}",
+        spent=-charge.credits,
+    )
+    assert entry is not None  # a credit never fails the non-negative check
+    return entry.balance_after
+
+
+# --------------------------------------------------------------------------- purchases
+
+
+async def create_purchase(
+    session: AsyncSession, *, user_id: int, pack_id: int, credits: int
+) -> CreditPurchase:
+    """A pending purchase of a pack; credits land when its payment succeeds."""
+    return await PurchaseRepository(session).add(
+        CreditPurchase(user_id=user_id, pack_id=pack_id, credits=credits, status="pending")
+    )
+
+
+async def apply_purchase_payment_succeeded(session: AsyncSession, payment: Payment) -> bool:
+    """Credit the purchase paid by `payment`, exactly once however often it is called.
+
+    The conditional status move gates the ledger entry (a concurrent second call finds the
+    purchase completed); the ledger's unique `purchase:{id}` key is the backstop. True when
+    this call credited it.
+    """
+    purchases = PurchaseRepository(session)
+    purchase = await purchases.by_payment(payment.id)
+    if purchase is None:
+        log.warning("purchase_payment_unknown", payment_id=payment.id)
+        return False
+    moved = await purchases.move(purchase.id, "pending", "completed") or await purchases.move(
+        purchase.id, "failed", "completed"
+    )
+    if not moved:
+        return False
+    await LedgerRepository(session).apply(
+        purchase.user_id,
+        purchase.credits,
+        kind="purchase",
+        reference=f"purchase:{purchase.id}",
+        idempotency_key=f"purchase:{purchase.id}",
+        purchased=purchase.credits,
+    )
+    log.info("credits_purchased", user_id=purchase.user_id, purchase_id=purchase.id)
+    return True
+
+
+async def apply_purchase_payment_failed(session: AsyncSession, payment: Payment) -> bool:
+    """Mark the purchase failed (a later success still credits it)."""
+    purchases = PurchaseRepository(session)
+    purchase = await purchases.by_payment(payment.id)
+    if purchase is None:
+        return False
+    return await purchases.move(purchase.id, "pending", "failed")
+
+
+async def apply_purchase_refunded(session: AsyncSession, payment: Payment) -> bool:
+    """Take back a refunded purchase's credits (a partial refund its share), once per amount.
+
+    Never below 0: what was already spent is recorded as a shortfall in the ledger entry and
+    the logs. A purchase refunded before it was credited just ends `refunded`, so a late
+    success event cannot credit it any more. True when this call changed something.
+    """
+    purchases = PurchaseRepository(session)
+    found = await purchases.by_payment(payment.id)
+    if found is None:
+        log.warning("purchase_payment_unknown", payment_id=payment.id)
+        return False
+    for before in ("pending", "failed"):
+        if await purchases.move(found.id, before, "refunded"):
+            return True
+    purchase = await purchases.lock(found.id)
+    if purchase is None or purchase.status != "completed":
+        return False
+    target = _credits_to_take_back(purchase.credits, payment)
+    if target <= purchase.credits_refunded:
+        return False
+    due = target - purchase.credits_refunded
+    await purchases.record_refund(
+        purchase.id, target, "refunded" if target >= purchase.credits else "completed"
+    )
+    ledger = LedgerRepository(session)
+    # The account row lock keeps this balance true until our UPDATE (SQLite serialises writers).
+    taken = min(await ledger.lock_balance(purchase.user_id), due)
+    reference = f"refund of purchase:{purchase.id}"
+    if taken < due:
+        reference += f"; shortfall {due - taken} credits already spent"
+        log.warning(
+            "purchase_refund_shortfall",
+            user_id=purchase.user_id,
+            purchase_id=purchase.id,
+            shortfall=due - taken,
+        )
+    entry = await ledger.apply(
+        purchase.user_id,
+        -taken,
+        kind="refund",
+        reference=reference,
+        idempotency_key=f"purchase_refund:{purchase.id}:{target}",
+        purchased=-due,
+    )
+    assert entry is not None
+    log.info("credits_purchase_refunded", user_id=purchase.user_id, purchase_id=purchase.id)
+    return True
+
+
+def _credits_to_take_back(credits: int, payment: Payment) -> int:
+    """All of them for a full refund; a partial one its share, rounded in the buyer's favour."""
+    refunded, amount = payment.refunded_amount, payment.amount
+    if not refunded or refunded >= amount or amount <= 0:
+        return credits
+    return int(credits * refunded / amount)
