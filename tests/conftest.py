@@ -19,7 +19,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from redis.asyncio import Redis
-from sqlalchemy import insert, select, text
+from sqlalchemy import insert, select, text, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sellerdesk.config import Settings
 from sellerdesk.main import create_app
 from sellerdesk.migrate import upgrade
-from sellerdesk.models import Base
+from sellerdesk.models import Base, CreditPrice
 
 BACKEND = os.environ.get("TEST_BACKEND", "postgres")
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
@@ -241,3 +241,18 @@ async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
         yield c
+
+
+@pytest.fixture
+async def free_data_calls(database: Database) -> AsyncIterator[None]:
+    """Make the paid data routes cost 0 credits for one test (tests about the data, not about
+    charging; `test_credits_amazon.py` covers the charge)."""
+    async with database.engine.begin() as conn:
+        prices = (await conn.execute(select(CreditPrice.endpoint, CreditPrice.credits))).all()
+        await conn.execute(update(CreditPrice).values(credits=0))
+    yield
+    async with database.engine.begin() as conn:
+        for endpoint, credits in prices:
+            await conn.execute(
+                update(CreditPrice).where(CreditPrice.endpoint == endpoint).values(credits=credits)
+            )

@@ -7,12 +7,16 @@ from decimal import Decimal
 from typing import Any
 
 import httpx
+import pytest
 from fastapi import FastAPI
 from sqlalchemy import func, select
 
 from sellerdesk.models import AmazonMapping, Product
 from tests.conftest import AppFactory
 from tests.factories import Account, register
+
+# These tests are about the data; the charge is covered by test_credits_amazon.py.
+pytestmark = pytest.mark.usefixtures("free_data_calls")
 
 ASIN = "/api/v1/product/asin"
 FNSKU = "/api/v1/conversion/fnsku"

@@ -23,6 +23,9 @@ from tests.fakes.spapi import (
     serve_fake,
 )
 
+# These tests are about the data; the charge is covered by test_credits_amazon.py.
+pytestmark = pytest.mark.usefixtures("free_data_calls")
+
 ASIN = "/api/v1/product/asin"
 FNSKU = "/api/v1/conversion/fnsku"
 BATCH = "/api/v1/conversion/fnsku/batch"

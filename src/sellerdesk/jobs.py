@@ -10,12 +10,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 
 import structlog
 from fastapi import FastAPI
 
 from sellerdesk.kit.idempotency import purge_expired_keys
 from sellerdesk.orders.service import expire_unpaid_orders
+from sellerdesk.payments.service import reconcile_pending_payments
 
 log = structlog.get_logger(__name__)
 
@@ -30,9 +32,17 @@ async def _purge_idempotency_keys(app: FastAPI) -> object:
     return await purge_expired_keys(app.state.sessionmaker)
 
 
+async def _reconcile_payments(app: FastAPI) -> object:
+    minutes = app.state.settings.PAYMENT_RECONCILE_AFTER_MINUTES
+    return await reconcile_pending_payments(
+        app.state.sessionmaker, app.state.payments, older_than=timedelta(minutes=minutes)
+    )
+
+
 JOBS: dict[str, Job] = {
     "expire_unpaid_orders": _expire_orders,
     "purge_idempotency_keys": _purge_idempotency_keys,
+    "reconcile_payments": _reconcile_payments,
 }
 
 

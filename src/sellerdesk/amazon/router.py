@@ -1,8 +1,8 @@
 """Amazon data routes: ASIN lookup, FNSKU conversion (single, batch), inventory report upload.
 
-The three lookups are paid routes; until the credits step lands they run for any signed-in user
-without charging (`charged` = 0). Each route is one service call, so adding the charge is a
-change of the dependency and of the lines around that call.
+The three lookups are paid routes: each runs its service call inside the credits charge step
+(`credits.metering.Meter`: rate limit, repeat window, atomic charge, refund when nothing is
+served), and accepts a Bearer token or an `X-API-Key`.
 """
 
 from __future__ import annotations
@@ -23,46 +23,57 @@ from sellerdesk.amazon.schemas import (
     InventoryReportResult,
 )
 from sellerdesk.auth.dependencies import CurrentUser
+from sellerdesk.credits.metering import MeterDep
+from sellerdesk.credits.pricing import ASIN_LOOKUP, FNSKU_CONVERSION
 from sellerdesk.db import SessionDep
-from sellerdesk.errors import NotFound
+from sellerdesk.kit.idempotency import idempotent
 from sellerdesk.kit.openapi import errors
 
 router = APIRouter(tags=["amazon"])
 
-LOOKUP_ERRORS = errors(401, 404, 422, 502, 504)
+PAID_ERRORS = errors(401, 402, 403, 404, 422, 429, 502, 504)
 
 
-@router.post("/product/asin", response_model=AsinProduct, responses=LOOKUP_ERRORS)
+@router.post("/product/asin", response_model=AsinProduct, responses=PAID_ERRORS)
+@idempotent(user_param="meter")
 async def lookup_asin(
-    body: AsinQuery, session: SessionDep, user: CurrentUser, source: AmazonSourceDep
+    body: AsinQuery, session: SessionDep, meter: MeterDep, source: AmazonSourceDep
 ) -> AsinProduct:
-    """Product data for one ASIN in one marketplace."""
-    product = await service.lookup_asin(session, source, user.id, body.asin, body.marketplace)
-    if product is None:
-        raise NotFound(f"ASIN {body.asin} is not known in marketplace {body.marketplace}.")
-    return product
+    """Product data for one ASIN in one marketplace; costs credits (see /credits/pricing)."""
+    return await meter.single(
+        ASIN_LOOKUP,
+        f"{body.marketplace}:{body.asin}",
+        lambda: service.lookup_asin(session, source, meter.user_id, body.asin, body.marketplace),
+        not_found=f"ASIN {body.asin} is not known in marketplace {body.marketplace}.",
+    )
 
 
-@router.post("/conversion/fnsku", response_model=FnskuResult, responses=LOOKUP_ERRORS)
+@router.post("/conversion/fnsku", response_model=FnskuResult, responses=PAID_ERRORS)
+@idempotent(user_param="meter")
 async def convert_fnsku(
-    body: FnskuQuery, session: SessionDep, user: CurrentUser, source: AmazonSourceDep
+    body: FnskuQuery, session: SessionDep, meter: MeterDep, source: AmazonSourceDep
 ) -> FnskuResult:
-    """The ASIN behind one FNSKU."""
-    result = await service.convert_fnsku(session, source, user.id, body.fnsku)
-    if result is None:
-        raise NotFound(f"FNSKU {body.fnsku} is not known.")
-    return result
+    """The ASIN behind one FNSKU; costs credits when found."""
+    return await meter.single(
+        FNSKU_CONVERSION,
+        body.fnsku,
+        lambda: service.convert_fnsku(session, source, meter.user_id, body.fnsku),
+        not_found=f"FNSKU {body.fnsku} is not known.",
+    )
 
 
-@router.post(
-    "/conversion/fnsku/batch", response_model=FnskuBatchResult, responses=errors(401, 422, 502, 504)
-)
+@router.post("/conversion/fnsku/batch", response_model=FnskuBatchResult, responses=PAID_ERRORS)
+@idempotent(user_param="meter")
 async def convert_fnsku_batch(
-    body: FnskuBatchQuery, session: SessionDep, user: CurrentUser, source: AmazonSourceDep
+    body: FnskuBatchQuery, session: SessionDep, meter: MeterDep, source: AmazonSourceDep
 ) -> FnskuBatchResult:
-    """The ASINs behind up to 1,000 FNSKUs, each found, not_found or invalid."""
-    results = await service.convert_batch(session, source, user.id, body.fnskus)
-    return FnskuBatchResult(results=results, charged=0)
+    """The ASINs behind up to 1,000 FNSKUs; one charge per found code, in one ledger entry."""
+    results, charged = await meter.batch(
+        FNSKU_CONVERSION,
+        lambda: service.convert_batch(session, source, meter.user_id, body.fnskus),
+        lambda item: item.fnsku if item.status == "found" else None,
+    )
+    return FnskuBatchResult(results=results, charged=charged)
 
 
 @router.post(

@@ -7,8 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Request
 
 from sellerdesk.apikeys.dependencies import Payer
-from sellerdesk.auth.dependencies import AdminUser
-from sellerdesk.credits import pricing, service
+from sellerdesk.auth.dependencies import AdminUser, CurrentUser
+from sellerdesk.credits import pricing, purchases, service
 from sellerdesk.credits.pricing import PriceBook, price_book
 from sellerdesk.credits.schemas import (
     CreditBalance,
@@ -21,8 +21,13 @@ from sellerdesk.credits.schemas import (
     PackUpdate,
     PricePublic,
     PriceUpdate,
+    PurchaseConfirmed,
+    PurchaseCreate,
+    PurchasePublic,
+    PurchaseStarted,
 )
 from sellerdesk.db import SessionDep
+from sellerdesk.kit.idempotency import idempotent
 from sellerdesk.kit.openapi import errors
 from sellerdesk.kit.pagination import Page, PageDep
 from sellerdesk.kit.types import IdPath
@@ -61,7 +66,58 @@ async def list_pricing(session: SessionDep) -> list[PricePublic]:
     return [PricePublic.model_validate(p) for p in await pricing.prices(session)]
 
 
+@public.post(
+    "/purchase",
+    response_model=PurchaseStarted,
+    responses=errors(400, 401, 403, 404, 409, 422, 502, 503),
+)
+@idempotent
+async def purchase_credits(
+    body: PurchaseCreate, session: SessionDep, user: CurrentUser
+) -> PurchaseStarted:
+    """Start buying a pack: the payment intent to confirm; credits land once it succeeds."""
+    purchase, payment = await purchases.start_purchase(
+        session, user_id=user.id, pack_id=body.pack_id
+    )
+    return PurchaseStarted(
+        purchase_id=purchase.id,
+        client_secret=payment.client_secret,
+        payment_intent_id=payment.intent_id,
+        credits=purchase.credits,
+        amount=payment.amount,
+        currency=payment.currency,
+        status=purchase.status,
+    )
+
+
+@public.post(
+    "/purchases/{purchase_id}/confirm",
+    response_model=PurchaseConfirmed,
+    responses=errors(400, 401, 403, 404, 422, 502),
+)
+async def confirm_purchase(
+    purchase_id: IdPath, session: SessionDep, user: CurrentUser
+) -> PurchaseConfirmed:
+    """Ask the provider whether the purchase is paid; its credits land once when it is."""
+    purchase, payment = await purchases.confirm_purchase(
+        session, user_id=user.id, purchase_id=purchase_id
+    )
+    summary = await service.balance_of(session, user.id)
+    public = PurchasePublic(
+        id=purchase.id,
+        pack_id=purchase.pack_id,
+        credits=purchase.credits,
+        status=purchase.status,
+        payment_intent_id=payment.intent_id,
+        amount=payment.amount,
+        currency=payment.currency,
+        created_at=purchase.created_at,
+    )
+    return PurchaseConfirmed(message="Payment succeeded.", purchase=public, balance=summary.balance)
+
+
 @admin.post("/grant", response_model=GrantResult, responses=errors(401, 403, 404, 409, 422))
+@idempotent
 async def grant_credits(body: GrantCreate, session: SessionDep, user: AdminUser) -> GrantResult:
     """Give (or, with a negative amount, take) credits; the balance never goes below 0."""
     entry, balance = await service.grant(

@@ -105,3 +105,20 @@ class PurchaseStarted(OutputModel):
     amount: Money
     currency: str
     status: str
+
+
+class PurchasePublic(OutputModel):
+    id: int
+    pack_id: int
+    credits: int
+    status: Literal["pending", "completed", "failed", "refunded"]
+    payment_intent_id: str | None
+    amount: Money
+    currency: str
+    created_at: datetime
+
+
+class PurchaseConfirmed(OutputModel):
+    message: str
+    purchase: PurchasePublic
+    balance: int

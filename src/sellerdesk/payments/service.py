@@ -235,9 +235,14 @@ async def _dispatch(
     log.info("payment_changed", payment_id=payment.id, change=change, order_id=payment.order_id)
     order_id = payment.order_id
     if order_id is None:
-        # Credit purchases: credits' apply_purchase_payment_succeeded / apply_purchase_refunded
-        # are not in this tree yet.
-        log.warning("payment_change_no_handler", payment_id=payment.id, change=change)
+        from sellerdesk.credits import service as credits_service
+
+        if change == "succeeded":
+            await credits_service.apply_purchase_payment_succeeded(session, payment)
+        elif change == "failed":
+            await credits_service.apply_purchase_payment_failed(session, payment)
+        else:
+            await credits_service.apply_purchase_refunded(session, payment)
         return
     if change == "succeeded":
         order = await orders_service.apply_payment_succeeded(session, order_id)
