@@ -54,13 +54,13 @@ async def list_transactions(
     return Page.of([LedgerEntry.model_validate(r) for r in rows], total, params)
 
 
-@public.get("/packs", response_model=list[PackPublic])
+@public.get("/packs", response_model=list[PackPublic], responses=errors(500))
 async def list_packs(session: SessionDep) -> list[PackPublic]:
     """Credit packs on sale."""
     return [PackPublic.model_validate(p) for p in await pricing.active_packs(session)]
 
 
-@public.get("/pricing", response_model=list[PricePublic])
+@public.get("/pricing", response_model=list[PricePublic], responses=errors(500))
 async def list_pricing(session: SessionDep) -> list[PricePublic]:
     """Cost in credits of each paid endpoint."""
     return [PricePublic.model_validate(p) for p in await pricing.prices(session)]

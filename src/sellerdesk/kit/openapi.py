@@ -28,6 +28,7 @@ _DESCRIPTIONS = {
     502: "Upstream unavailable",
     503: "Service unavailable",
     504: "Upstream timeout",
+    500: "Internal error (quote the request id)",
 }
 
 
