@@ -66,7 +66,7 @@ class Settings(BaseSettings):
     JOBS_ENABLED: bool = (
         True  # the in-process scheduler (order expiry, key purge); tests turn it off
     )
-    JOBS_INTERVAL_SECONDS: int = Field(default=60, ge=1)
+    JOBS_INTERVAL_SECONDS: int = Field(default=15, ge=1)  # how often it looks for due jobs
 
     PAYMENT_PROVIDER: Literal["manual", "stripe"] | None = None
     STRIPE_SECRET_KEY: str | None = None
@@ -103,6 +103,23 @@ class Settings(BaseSettings):
 
     SENTRY_DSN: str | None = None
 
+    # Jobs, the outbox, Celery and email (issue 10). CELERY_BROKER_URL (above) turns Celery on;
+    # unset, the same jobs run in-process. A task lost with its worker comes back after the
+    # visibility timeout, so every time limit and retry countdown stays below it.
+    CELERY_VISIBILITY_TIMEOUT_SECONDS: int = Field(default=240, ge=2, le=3600)
+    JOB_TIME_LIMIT_SECONDS: int = Field(default=120, ge=1)  # one event's handlers, or one job run
+    OUTBOX_SWEEP_AFTER_SECONDS: int = Field(default=60, ge=1)  # undispatched rows re-sent after
+    OUTBOX_MAX_ATTEMPTS: int = Field(default=8, ge=1)  # then the event is `failed`
+    OUTBOX_RETRY_SECONDS: int = Field(default=30, ge=1)  # first retry wait; doubles, ≤ 1 h
+    OUTBOX_RETENTION_DAYS: int = Field(default=14, ge=1)  # done events are purged after
+    SMTP_HOST: str | None = None  # unset: emails are rendered and logged, not sent
+    SMTP_PORT: int = Field(default=587, ge=1, le=65535)
+    SMTP_SECURITY: Literal["auto", "starttls", "tls", "none"] = "auto"
+    SMTP_TIMEOUT_SECONDS: float = Field(default=30.0, gt=0)
+    EMAIL_USERNAME: str | None = None
+    EMAIL_PASSWORD: str | None = None
+    EMAIL_FROM: str = "sellerdesk <no-reply@sellerdesk.localhost>"
+
     @field_validator("BACKEND_CORS_ORIGINS", mode="before")
     @classmethod
     def _split_origins(cls, value: object) -> object:
@@ -130,6 +147,15 @@ class Settings(BaseSettings):
         return value.lower()
 
     @model_validator(mode="after")
+    def _time_limits_below_visibility(self) -> Settings:
+        if self.JOB_TIME_LIMIT_SECONDS >= self.CELERY_VISIBILITY_TIMEOUT_SECONDS:
+            raise ValueError(
+                "JOB_TIME_LIMIT_SECONDS must be below CELERY_VISIBILITY_TIMEOUT_SECONDS, or a "
+                "task still running would be delivered a second time"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _refuse_default_secrets(self) -> Settings:
         if self.ENVIRONMENT != "development" and self.SECRET_KEY == DEFAULT_SECRET_KEY:
             raise ValueError(
@@ -149,8 +175,9 @@ class Settings(BaseSettings):
 
     @property
     def broker_url(self) -> str | None:
-        """Celery broker: explicit, else REDIS_URL; None means in-process jobs."""
-        return self.CELERY_BROKER_URL or self.REDIS_URL
+        """The Celery broker, only when CELERY_BROKER_URL is set; None means in-process jobs
+        (never REDIS_URL: a deployment that runs no worker must not queue jobs nobody takes)."""
+        return self.CELERY_BROKER_URL or None
 
     @property
     def supabase_enabled(self) -> bool:

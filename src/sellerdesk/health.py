@@ -51,8 +51,8 @@ async def ready(request: Request) -> Any:
     checks["database"] = await _check(_database(state))
     if state.redis is not None:
         checks["redis"] = await _check(state.redis.ping())
-    broker = state.settings.broker_url
-    if broker and broker != state.settings.REDIS_URL:
+    broker = state.settings.broker_url  # only when CELERY_BROKER_URL is set
+    if broker:
         checks["broker"] = await _check(_broker(broker))
     ok = all(value == "ok" for value in checks.values())
     body = Readiness(status="ready" if ok else "unavailable", checks=checks)

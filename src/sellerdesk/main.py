@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 import structlog
 from fastapi import APIRouter, FastAPI
@@ -11,7 +12,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from mangum import Mangum
 from redis.asyncio import Redis
 
-from sellerdesk import __version__, health, jobs
+from sellerdesk import __version__, admin_jobs, health, jobs
 from sellerdesk.amazon.providers import create_source
 from sellerdesk.amazon.router import router as amazon_router
 from sellerdesk.apikeys.router import router as apikeys_router
@@ -25,6 +26,7 @@ from sellerdesk.config import Settings, get_settings
 from sellerdesk.credits.router import router as credits_router
 from sellerdesk.db import create_engine, create_sessionmaker
 from sellerdesk.errors import install_error_handlers
+from sellerdesk.events import DISPATCHER_KEY, OutboxContext
 from sellerdesk.inventory.router import router as inventory_router
 from sellerdesk.kit.cache import create_cache
 from sellerdesk.kit.iplimit import PerIpLimitMiddleware
@@ -32,21 +34,28 @@ from sellerdesk.kit.logging import configure_logging
 from sellerdesk.kit.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from sellerdesk.kit.ratelimit import Limiter, LoginThrottle, create_storage
 from sellerdesk.orders.router import admin_router as admin_orders_router
+from sellerdesk.orders.router import payments_router as order_payments_router
 from sellerdesk.orders.router import router as orders_router
+from sellerdesk.outbox import InProcessDispatcher
 from sellerdesk.payments import service as payments_service
 from sellerdesk.payments.providers import create_provider
 from sellerdesk.payments.router import router as payments_router
 from sellerdesk.users.router import router as users_router
 
+if TYPE_CHECKING:
+    from sellerdesk.worker import CeleryDispatcher
+
 log = structlog.get_logger(__name__)
 
 API_PREFIX = "/api/v1"
+SHUTDOWN_DRAIN_SECONDS = 10  # in-flight outbox work finishes (or is left to the sweep)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app; resources (engine, Redis, limiters) open in the lifespan."""
     settings = settings or get_settings()
     configure_logging(settings.LOG_LEVEL, json=settings.log_json)
+    jobs.register_event_handlers()
     if settings.SENTRY_DSN:
         import sentry_sdk
 
@@ -57,11 +66,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await _open(app, settings)
-        jobs.start(app)
         try:
             yield
         finally:
-            await jobs.stop(app)
             await _close(app)
 
     app = FastAPI(
@@ -82,9 +89,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     api.include_router(admin_orders_router)
     api.include_router(inventory_router)
     api.include_router(amazon_router)
+    api.include_router(order_payments_router)
     api.include_router(payments_router)
     api.include_router(credits_router)
     api.include_router(apikeys_router)
+    api.include_router(admin_jobs.router)
     app.include_router(health.router)
     app.include_router(api)
 
@@ -132,15 +141,44 @@ async def _open(app: FastAPI, settings: Settings) -> None:
     )
     app.state.payments = create_provider(settings)
     payments_service.register_provider(engine, app.state.payments)
+    _open_jobs(app, settings)
     log.info(
         "app_started",
         environment=settings.ENVIRONMENT,
         database=engine.dialect.name,
         redis=bool(settings.REDIS_URL),
+        jobs="celery" if settings.broker_url else "in-process",
     )
 
 
+def _open_jobs(app: FastAPI, settings: Settings) -> None:
+    """The outbox dispatcher (Celery with a broker, else this process) and, without a broker,
+    the in-process scheduler of periodic jobs."""
+    dispatcher: InProcessDispatcher | CeleryDispatcher
+    if settings.broker_url:
+        from sellerdesk.worker import create_celery  # Celery is imported only with a broker
+
+        dispatcher = CeleryDispatcher(create_celery(settings))
+    else:
+        dispatcher = InProcessDispatcher(OutboxContext(app.state.sessionmaker, settings))
+    app.state.sessionmaker.configure(info={DISPATCHER_KEY: dispatcher})
+    app.state.dispatcher = dispatcher
+    app.state.runtime = jobs.Runtime(
+        settings=settings,
+        engine=app.state.engine,
+        sessionmaker=app.state.sessionmaker,
+        cache=app.state.cache,
+        payments=app.state.payments,
+        dispatcher=dispatcher,
+    )
+    app.state.scheduler = jobs.Scheduler(app.state.runtime)
+    if settings.JOBS_ENABLED and not settings.broker_url:
+        app.state.scheduler.start()
+
+
 async def _close(app: FastAPI) -> None:
+    await app.state.scheduler.stop()
+    await app.state.dispatcher.close(SHUTDOWN_DRAIN_SECONDS)
     await app.state.amazon.aclose()
     await app.state.payments.close()
     if app.state.redis is not None:

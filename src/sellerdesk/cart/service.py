@@ -46,3 +46,8 @@ async def remove_item(session: AsyncSession, user: User, product_id: int) -> Non
 
 async def clear(session: AsyncSession, user: User) -> None:
     await CartRepository(session).clear(user.id)
+
+
+async def take_all(session: AsyncSession, user_id: int) -> dict[int, int]:
+    """Empty the cart for checkout: product id → quantity of every line it held."""
+    return await CartRepository(session).take_all(user_id)

@@ -1,8 +1,9 @@
 """Buying credit packs: a pending purchase and its payment; credits land when it succeeds.
 
-The payment side (intents, webhooks, the reconciler) is the payments domain's; it calls
-`credits.service.apply_purchase_payment_succeeded` / `apply_purchase_refunded` when the payment
-of a purchase changes, whichever path sees it first.
+The payment side (intents, webhooks, the reconciler) is the payments domain's; it announces
+what happened to a payment, and `credits.handlers` applies it to the purchase
+(`service.apply_purchase_payment_succeeded` / `apply_purchase_refunded`), whichever path sees it
+first.
 """
 
 from __future__ import annotations
@@ -13,10 +14,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sellerdesk.credits import pricing
 from sellerdesk.credits.repository import PurchaseRepository
 from sellerdesk.errors import NotFound
-from sellerdesk.kit.money import to_minor_units
 from sellerdesk.models import CreditPurchase, Payment
 from sellerdesk.payments import service as payments_service
-from sellerdesk.payments.providers import IntentRef, PaymentNotCompleted
+from sellerdesk.payments.service import PaymentNotCompleted
 
 log = structlog.get_logger(__name__)
 
@@ -63,17 +63,8 @@ async def confirm_purchase(
     """Ask the provider about the purchase's payment and apply the answer (400 unless paid)."""
     purchase, payment = await own_purchase(session, user_id, purchase_id)
     if payment.status != "succeeded" and payment.intent_id is not None:
-        provider = payments_service.provider_for(session)
-        info = await provider.confirm_intent(
-            IntentRef(
-                payment.intent_id,
-                to_minor_units(payment.amount),
-                payment.currency,
-                to_minor_units(payment.refunded_amount),
-            )
-        )
-        await payments_service.apply_intent_state(session, provider, payment, info)
+        result = await payments_service.confirm(session, payment)
         purchase, payment = await own_purchase(session, user_id, purchase_id)
-        if payment.status != "succeeded":
-            raise PaymentNotCompleted(info.failure_message or f"The payment is {info.status}.")
+        if not result.succeeded:
+            raise PaymentNotCompleted(result.message)
     return purchase, payment

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sellerdesk.db import insert_for
 from sellerdesk.models import (
     CreditAccount,
+    CreditAlert,
     CreditLedger,
     CreditPack,
     CreditPaidLookup,
@@ -218,6 +219,15 @@ class PaidLookupRepository:
             .execution_options(synchronize_session=False)
         )
 
+    async def purge_before(self, cutoff: datetime) -> int:
+        """Delete markers older than the repeat window (they no longer make anything free)."""
+        result = await self.session.execute(
+            delete(CreditPaidLookup)
+            .where(CreditPaidLookup.paid_at < cutoff)
+            .execution_options(synchronize_session=False)
+        )
+        return int(getattr(result, "rowcount", 0) or 0)
+
 
 class CatalogRepository:
     """Packs and prices."""
@@ -287,3 +297,38 @@ class PurchaseRepository:
             .execution_options(synchronize_session=False)
         )
         return moved is not None
+
+
+class AlertRepository:
+    """Low-balance alert settings, one row per account that has any."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def get(self, user_id: int) -> CreditAlert | None:
+        return await self.session.get(CreditAlert, user_id, populate_existing=True)
+
+    async def threshold(self, user_id: int) -> int | None:
+        """The threshold in force (the user's, else the default); None when off or unknown."""
+        row = (
+            await self.session.execute(
+                select(
+                    CreditAlert.enabled,
+                    func.coalesce(CreditAlert.threshold, CreditAlert.default_threshold),
+                ).where(CreditAlert.user_id == user_id)
+            )
+        ).one_or_none()
+        if row is None or not row[0] or row[1] is None:
+            return None
+        return int(row[1])
+
+    async def upsert(self, user_id: int, values: dict[str, Any]) -> None:
+        """Create the account's row or update the given columns of it."""
+        stmt: Any = insert_for(self.session, CreditAlert).values(
+            user_id=user_id, updated_at=utcnow(), **values
+        )
+        await self.session.execute(
+            stmt.on_conflict_do_update(
+                index_elements=["user_id"], set_={**values, "updated_at": utcnow()}
+            )
+        )

@@ -6,10 +6,14 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Protocol
 
 import structlog
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from sellerdesk import events
+from sellerdesk.credits import alerts
 from sellerdesk.credits.errors import BalanceWouldBeNegative, InsufficientCredits
 from sellerdesk.credits.repository import (
     LedgerRepository,
@@ -18,7 +22,7 @@ from sellerdesk.credits.repository import (
 )
 from sellerdesk.errors import NotFound
 from sellerdesk.kit.pagination import PageParams
-from sellerdesk.models import CreditLedger, CreditPurchase, Payment, User
+from sellerdesk.models import CreditLedger, CreditPurchase, User
 from sellerdesk.models.base import utcnow
 
 log = structlog.get_logger(__name__)
@@ -130,6 +134,7 @@ async def charge(
     )
     if entry is None:
         raise InsufficientCredits(await ledger.balance(user_id), cost)
+    await alerts.after_charge(session, user_id, entry.balance_after + cost, entry.balance_after)
     return Charge(user_id, endpoint, tuple(to_pay), cost, entry.balance_after, entry.id, now)
 
 
@@ -154,7 +159,33 @@ async def refund_charge(session: AsyncSession, charge: Charge, reason: str) -> i
     return entry.balance_after
 
 
+async def purge_paid_lookups(
+    sessionmaker: async_sessionmaker[AsyncSession], repeat_window: int
+) -> int:
+    """Delete repeat-window markers older than the window (a periodic job); how many went."""
+    cutoff = utcnow() - timedelta(seconds=repeat_window)
+    async with sessionmaker() as session:
+        purged = await PaidLookupRepository(session).purge_before(cutoff)
+        await session.commit()
+    if purged:
+        log.info("paid_lookups_purged", count=purged)
+    return purged
+
+
 # --------------------------------------------------------------------------- purchases
+
+
+class PaidPayment(Protocol):
+    """What a purchase needs to know of its payment (a `Payment` row, or an event's payload)."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def amount(self) -> Decimal: ...
+    @property
+    def refunded_amount(self) -> Decimal: ...
+    @property
+    def currency(self) -> str: ...
 
 
 async def create_purchase(
@@ -166,7 +197,7 @@ async def create_purchase(
     )
 
 
-async def apply_purchase_payment_succeeded(session: AsyncSession, payment: Payment) -> bool:
+async def apply_purchase_payment_succeeded(session: AsyncSession, payment: PaidPayment) -> bool:
     """Credit the purchase paid by `payment`, exactly once however often it is called.
 
     The conditional status move gates the ledger entry (a concurrent second call finds the
@@ -191,11 +222,23 @@ async def apply_purchase_payment_succeeded(session: AsyncSession, payment: Payme
         idempotency_key=f"purchase:{purchase.id}",
         purchased=purchase.credits,
     )
-    log.info("credits_purchased", user_id=purchase.user_id, purchase_id=purchase.id)
+    await alerts.remember_pack(session, purchase.user_id, purchase.credits)
+    await events.publish(
+        session,
+        "credits_purchased",
+        {
+            "user_id": purchase.user_id,
+            "purchase_id": purchase.id,
+            "payment_id": payment.id,
+            "credits": purchase.credits,
+            "amount": str(payment.amount),
+            "currency": payment.currency,
+        },
+    )
     return True
 
 
-async def apply_purchase_payment_failed(session: AsyncSession, payment: Payment) -> bool:
+async def apply_purchase_payment_failed(session: AsyncSession, payment: PaidPayment) -> bool:
     """Mark the purchase failed (a later success still credits it)."""
     purchases = PurchaseRepository(session)
     purchase = await purchases.by_payment(payment.id)
@@ -204,7 +247,7 @@ async def apply_purchase_payment_failed(session: AsyncSession, payment: Payment)
     return await purchases.move(purchase.id, "pending", "failed")
 
 
-async def apply_purchase_refunded(session: AsyncSession, payment: Payment) -> bool:
+async def apply_purchase_refunded(session: AsyncSession, payment: PaidPayment) -> bool:
     """Take back a refunded purchase's credits (a partial refund its share), once per amount.
 
     Never below 0: what was already spent is recorded as a shortfall in the ledger entry and
@@ -254,7 +297,7 @@ async def apply_purchase_refunded(session: AsyncSession, payment: Payment) -> bo
     return True
 
 
-def _credits_to_take_back(credits: int, payment: Payment) -> int:
+def _credits_to_take_back(credits: int, payment: PaidPayment) -> int:
     """All of them for a full refund; a partial one its share, rounded in the buyer's favour."""
     refunded, amount = payment.refunded_amount, payment.amount
     if not refunded or refunded >= amount or amount <= 0:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from sellerdesk.events import record_event
-from sellerdesk.models import StockMovement
+from sellerdesk import events
+from sellerdesk.models import Product, StockMovement
 
 REASONS = ("order", "cancel", "expired", "adjustment", "import", "initial", "refund")
 
@@ -38,9 +39,18 @@ async def record_movement(
     )
     stock_before = stock_after - delta
     if stock_after <= low_stock_threshold < stock_before:
-        await record_event(
+        names = (
+            await session.execute(select(Product.sku, Product.name).where(Product.id == product_id))
+        ).one()
+        await events.publish(
             session,
             "low_stock",
-            {"product_id": product_id, "stock": stock_after, "threshold": low_stock_threshold},
+            {
+                "product_id": product_id,
+                "sku": names.sku,
+                "name": names.name,
+                "stock": stock_after,
+                "threshold": low_stock_threshold,
+            },
         )
     await session.flush()

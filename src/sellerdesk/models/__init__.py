@@ -6,6 +6,7 @@ from sellerdesk.models.catalog import Category, Product
 from sellerdesk.models.credits import (
     ApiKey,
     CreditAccount,
+    CreditAlert,
     CreditLedger,
     CreditPack,
     CreditPaidLookup,
@@ -14,12 +15,12 @@ from sellerdesk.models.credits import (
 )
 from sellerdesk.models.order import (
     CartItem,
-    DomainEvent,
     IdempotencyKey,
     Order,
     OrderItem,
     StockMovement,
 )
+from sellerdesk.models.outbox import DomainEvent, EventHandled, JobRun
 from sellerdesk.models.payment import Payment, Refund, WebhookEvent
 from sellerdesk.models.user import RefreshToken, User
 
@@ -30,13 +31,16 @@ __all__ = [
     "CartItem",
     "Category",
     "CreditAccount",
+    "CreditAlert",
     "CreditLedger",
     "CreditPack",
     "CreditPaidLookup",
     "CreditPrice",
     "CreditPurchase",
     "DomainEvent",
+    "EventHandled",
     "IdempotencyKey",
+    "JobRun",
     "Order",
     "OrderItem",
     "Payment",

@@ -126,6 +126,32 @@ class CreditPurchase(IdMixin, TimestampMixin, Base):
     status: Mapped[str] = mapped_column(String(20), nullable=False, default="pending")
 
 
+class CreditAlert(Base):
+    """A user's low-balance warning: sent once each time a charge takes the balance to or below
+    the threshold (their own, else 10% of the last pack they bought)."""
+
+    __tablename__ = "credit_alert"
+    __table_args__ = (
+        CheckConstraint("threshold IS NULL OR threshold >= 0", name="threshold_non_negative"),
+        CheckConstraint(
+            "default_threshold IS NULL OR default_threshold >= 0",
+            name="default_threshold_non_negative",
+        ),
+    )
+
+    user_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("user.id", ondelete="CASCADE"), primary_key=True
+    )
+    enabled: Mapped[bool] = mapped_column(
+        Boolean, nullable=False, default=True, server_default=true()
+    )
+    threshold: Mapped[int | None] = mapped_column(BigInteger, nullable=True)  # set by the user
+    default_threshold: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(
+        UTCDateTime(), default=utcnow, onupdate=utcnow, nullable=False
+    )
+
+
 class ApiKey(IdMixin, Base):
     """An API key: only its prefix (for lookup) and a hash are stored."""
 

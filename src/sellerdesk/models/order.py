@@ -1,4 +1,4 @@
-"""Carts, orders, stock movements, idempotency keys and domain events."""
+"""Carts, orders, stock movements and idempotency keys."""
 
 from __future__ import annotations
 
@@ -62,6 +62,9 @@ class Order(IdMixin, TimestampMixin, Base):
     currency: Mapped[str] = mapped_column(String(3), nullable=False)
     shipping_address: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
     billing_address: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    # Given by the admin when the order moves to `shipped` (shown on the order, sent by email).
+    carrier: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    tracking_number: Mapped[str | None] = mapped_column(String(100), nullable=True)
 
     items: Mapped[list[OrderItem]] = relationship(
         back_populates="order", order_by="OrderItem.id", lazy="raise"
@@ -129,15 +132,3 @@ class IdempotencyKey(IdMixin, Base):
         UTCDateTime(), default=utcnow, index=True, nullable=False
     )
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
-
-
-class DomainEvent(IdMixin, Base):
-    """Something that happened (`low_stock`, `order_paid`, ...), recorded in the same
-    transaction; the jobs issue turns them into emails."""
-
-    __tablename__ = "domain_event"
-
-    kind: Mapped[str] = mapped_column(String(50), index=True, nullable=False)
-    payload: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, nullable=False)
-    processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)

@@ -70,6 +70,14 @@ class OrderRepository:
         )
         return result.scalar_one_or_none() is not None
 
+    async def update_shipping(self, order_id: int, values: dict[str, str]) -> None:
+        """Set the carrier and/or tracking number of a shipped order."""
+        await self.session.execute(
+            update(Order)
+            .where(Order.id == order_id, Order.status == "shipped")
+            .values(updated_at=utcnow(), **values)
+        )
+
     async def set_payment_status(
         self,
         order_id: int,

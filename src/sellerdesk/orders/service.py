@@ -1,34 +1,37 @@
-"""Checkout and the order lifecycle; every status change goes through `orders.state`.
+"""Checkout, paying for an order, and the order lifecycle; every status change goes through
+`orders.state`.
 
-The payments domain calls `get_order_for_payment`, `apply_payment_succeeded`,
-`apply_payment_failed` and `apply_refund`; each is idempotent and only moves state forward.
+Orders pay through the payments service (intent, confirm, refund) and learn what happened to a
+payment from its events: `orders.handlers` calls `apply_payment_succeeded`,
+`apply_payment_failed` and `apply_refund`, each idempotent and only moving state forward. Each
+move is announced in turn (`order_paid`, `order_cancelled`, `order_shipped`, ...).
 """
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
-from typing import Any
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from sellerdesk.cart.repository import CartRepository
+from sellerdesk import events
+from sellerdesk.cart import service as cart_service
 from sellerdesk.config import Settings
 from sellerdesk.db import commit
 from sellerdesk.errors import Conflict, NotFound, ValidationFailed
-from sellerdesk.events import record_event
 from sellerdesk.inventory import service as inventory
 from sellerdesk.kit.cache import Cache
 from sellerdesk.kit.money import MAX_AMOUNT
 from sellerdesk.kit.pagination import PageParams
-from sellerdesk.models import Order, OrderItem, User
+from sellerdesk.models import Order, OrderItem, Payment, Refund, User
 from sellerdesk.models.base import utcnow
 from sellerdesk.orders import state
 from sellerdesk.orders.repository import OrderRepository
 from sellerdesk.orders.schemas import CheckoutIn
+from sellerdesk.payments import service as payments_service
+from sellerdesk.payments.service import PaymentNotCompleted
 
 log = structlog.get_logger(__name__)
 
@@ -40,7 +43,7 @@ EXPIRY_BATCH = 100
 
 async def checkout(session: AsyncSession, cache: Cache, user: User, body: CheckoutIn) -> Order:
     """Turn the caller's cart into a pending order, taking its stock, in one transaction."""
-    lines = await CartRepository(session).take_all(user.id)
+    lines = await cart_service.take_all(session, user.id)
     if not lines:
         raise ValidationFailed("The cart is empty.")
     levels = await inventory.take_for_order(session, lines)
@@ -97,7 +100,7 @@ async def list_all(
     return await OrderRepository(session).page(params.offset, params.page_size, status=status)
 
 
-async def get_order_for_payment(session: AsyncSession, order_id: int, user_id: int | None) -> Order:
+async def get_order(session: AsyncSession, order_id: int, user_id: int | None) -> Order:
     """The order with its items; 404 when it is missing or (with `user_id`) not that user's."""
     order = await OrderRepository(session).get(order_id)
     if order is None or (user_id is not None and order.user_id != user_id):
@@ -107,14 +110,22 @@ async def get_order_for_payment(session: AsyncSession, order_id: int, user_id: i
 
 async def get_visible(session: AsyncSession, user: User, order_id: int) -> Order:
     """An order the caller may see: their own, or any for an admin (others' answer 404)."""
-    return await get_order_for_payment(session, order_id, None if user.is_superuser else user.id)
+    return await get_order(session, order_id, None if user.is_superuser else user.id)
 
 
 async def get_own(session: AsyncSession, user: User, order_id: int) -> Order:
-    return await get_order_for_payment(session, order_id, user.id)
+    return await get_order(session, order_id, user.id)
 
 
 # --------------------------------------------------------------------------- moves
+
+
+CANCEL_REFUND = "order_cancelled"  # the refund reason of cancelling a paid order
+
+
+def purpose_of(order_id: int) -> str:
+    """The payment purpose of an order (one payment per order)."""
+    return f"order:{order_id}"
 
 
 async def _reload(session: AsyncSession, order_id: int) -> Order:
@@ -124,37 +135,26 @@ async def _reload(session: AsyncSession, order_id: int) -> Order:
     return order
 
 
-async def _moved(session: AsyncSession, order_id: int, to: str, **extra: Any) -> None:
-    await record_event(session, f"order_{to}", {"order_id": order_id, **extra})
+async def _moved(session: AsyncSession, order_id: int, to: str, **extra: object) -> None:
+    await events.publish(session, f"order_{to}", {"order_id": order_id, **extra})
 
 
 async def _cancel_pending(
     session: AsyncSession, cache: Cache | None, order_id: int, *, reason: str, user_id: int | None
 ) -> bool:
-    """pending → cancelled with its stock returned; False when it was no longer pending."""
+    """pending → cancelled with its stock returned and `payment_status` failed (nobody may pay
+    it any more: an outbox handler cancels the provider intent); False when it was no longer
+    pending."""
     repo = OrderRepository(session)
-    if not await repo.move(order_id, "cancelled", ("pending",)):
+    if not await repo.move(order_id, "cancelled", ("pending",), payment_status="failed"):
         return False
     await inventory.return_for_order(
         session, await repo.quantities(order_id), order_id=order_id, reason=reason, user_id=user_id
     )
-    await _moved(session, order_id, "cancelled", reason=reason)
+    await _moved(session, order_id, "cancelled", reason=reason, unpaid=True)
     if cache is not None:
         await inventory.invalidate_catalog(session, cache)
     return True
-
-
-RefundForCancel = Callable[[AsyncSession, Order], Awaitable[Any]]
-
-
-def payments_refund_hook() -> RefundForCancel | None:
-    """The payments domain's refund hook, once that domain exists in this tree."""
-    try:
-        payments = importlib.import_module("sellerdesk.payments.service")
-    except ModuleNotFoundError:
-        return None
-    hook: RefundForCancel | None = getattr(payments, "refund_order_for_cancel", None)
-    return hook
 
 
 async def cancel(session: AsyncSession, cache: Cache, actor: User, order_id: int) -> Order:
@@ -166,14 +166,12 @@ async def cancel(session: AsyncSession, cache: Cache, actor: User, order_id: int
         return await _reload(session, order.id)
     order = await _reload(session, order.id)  # it may have moved since we read it
     if order.status == "paid":
-        refund = payments_refund_hook()
-        if refund is None:
-            raise Conflict(
-                "Cancelling a paid order needs a refund through the payment provider, "
-                "which is not available yet.",
-                details={"status": order.status},
-            )
-        await refund(session, order)
+        payment = await payments_service.get_by_purpose(session, purpose_of(order.id))
+        if payment is None or payment.status != "succeeded":
+            raise Conflict("This order has no captured payment to refund.")
+        # The refund is announced with this reason; `apply_refund` then cancels the order
+        # (stock back) instead of marking it refunded, in this same transaction.
+        await payments_service.refund(session, payment, None, reason=CANCEL_REFUND)
         await inventory.invalidate_catalog(session, cache)
         return await _reload(session, order.id)
     if order.status in state.FINAL:
@@ -182,35 +180,115 @@ async def cancel(session: AsyncSession, cache: Cache, actor: User, order_id: int
 
 
 async def admin_move(
-    session: AsyncSession, cache: Cache, admin: User, order_id: int, target: str
+    session: AsyncSession,
+    cache: Cache,
+    admin: User,
+    order_id: int,
+    target: str,
+    *,
+    carrier: str | None = None,
+    tracking_number: str | None = None,
 ) -> Order:
-    """An admin status change along the state machine (shipped, delivered, or cancel)."""
+    """An admin status change along the state machine (shipped with its carrier and tracking
+    number, delivered, or cancel)."""
     order = await get_visible(session, admin, order_id)
+    repo = OrderRepository(session)
+    shipping = {k: v for k, v in (("carrier", carrier), ("tracking_number", tracking_number)) if v}
     if order.status == target:
-        return order  # already there: repeating a PATCH changes nothing
+        # Already there: repeating a PATCH changes nothing, but tracking details may be added.
+        if target == "shipped" and shipping:
+            await repo.update_shipping(order.id, shipping)
+            return await _reload(session, order.id)
+        return order
     if target == "cancelled":
         return await cancel(session, cache, admin, order_id)
     if target not in state.ADMIN_TARGETS or not state.can_move(order.status, target):
         raise state.IllegalTransition(order.status, target)
-    if not await OrderRepository(session).move(order.id, target, state.sources(target)):
+    if not await repo.move(order.id, target, state.sources(target), **shipping):
         current = await _reload(session, order.id)
         raise state.IllegalTransition(current.status, target)
-    await _moved(session, order.id, target)
+    await _moved(session, order.id, target, **shipping)
     return await _reload(session, order.id)
 
 
-# --------------------------------------------------------------------------- payments hooks
+# --------------------------------------------------------------------------- paying
+
+
+async def create_payment_intent(session: AsyncSession, user_id: int, order_id: int) -> Payment:
+    """The order's one payment intent (404 not the user's order, 409 not pending)."""
+    order = await get_order(session, order_id, user_id)
+    if order.status != "pending":
+        raise Conflict(
+            f"The order is {order.status}; only a pending order can be paid.",
+            details={"status": order.status},
+        )
+    return await payments_service.create_payment(
+        session,
+        user_id=order.user_id,
+        amount=order.total_amount,
+        currency=order.currency,
+        purpose=purpose_of(order.id),
+        idempotency_key=f"order:{order.id}:payment_intent",
+        order_id=order.id,
+        metadata={"order_id": str(order.id)},
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentOutcome:
+    succeeded: bool
+    order: Order
+    message: str
+
+
+async def confirm_payment(session: AsyncSession, user_id: int, order_id: int) -> PaymentOutcome:
+    """Ask the provider about the order's payment and apply the answer (failures included)."""
+    order = await get_order(session, order_id, user_id)
+    payment = await payments_service.get_by_purpose(session, purpose_of(order.id))
+    if payment is None or payment.intent_id is None:
+        raise PaymentNotCompleted("No payment has been started for this order.")
+    if payment.status != "succeeded" and order.status != "pending":
+        # Never charge for an order that was cancelled (or expired) meanwhile.
+        raise PaymentNotCompleted(f"The order is {order.status}; it can no longer be paid.")
+    result = await payments_service.confirm(session, payment)
+    return PaymentOutcome(result.succeeded, await _reload(session, order.id), result.message)
+
+
+@dataclass(frozen=True, slots=True)
+class RefundOutcome:
+    refund: Refund
+    payment: Payment
+    order: Order
+
+
+async def refund(session: AsyncSession, order_id: int, amount: Decimal | None) -> RefundOutcome:
+    """Admin refund of an order's payment, full (`amount` None) or partial; 409 over the rest."""
+    await get_order(session, order_id, None)
+    payment = await payments_service.get_by_purpose(session, purpose_of(order_id))
+    if payment is None:
+        raise Conflict("This order has no payment to refund.")
+    row, payment = await payments_service.refund(session, payment, amount, reason="admin")
+    return RefundOutcome(row, payment, await _reload(session, order_id))
+
+
+# --------------------------------------------------------------------------- what payments say
 
 
 async def apply_payment_succeeded(session: AsyncSession, order_id: int) -> Order:
     """pending → paid (payment succeeded). Already paid or later: unchanged. Cancelled: status
-    stays, `payment_status` records the capture, and the caller refunds it."""
+    stays, `payment_status` records the capture, and `payment_succeeded_after_cancel` has it
+    refunded after the commit."""
     repo = OrderRepository(session)
     if await repo.move(order_id, "paid", state.sources("paid"), payment_status="succeeded"):
         await _moved(session, order_id, "paid")
-    else:
-        await repo.set_payment_status(
-            order_id, "succeeded", statuses=("cancelled",), payment_from=("pending", "failed")
+    elif await repo.set_payment_status(
+        order_id, "succeeded", statuses=("cancelled",), payment_from=("pending", "failed")
+    ):
+        log.warning("payment_for_cancelled_order", order_id=order_id)
+        await events.publish(
+            session,
+            "payment_succeeded_after_cancel",
+            {"order_id": order_id, "purpose": purpose_of(order_id)},
         )
     return await _reload(session, order_id)
 
@@ -230,7 +308,6 @@ async def apply_refund(
     captured_total: Decimal,
     *,
     cancel: bool = False,
-    cache: Cache | None = None,
 ) -> Order:
     """Record a refund. Full: paid/shipped/delivered → refunded, or paid → cancelled with stock
     returned when `cancel`. Partial: `partially_refunded`. Repeats and late events do nothing."""
@@ -251,9 +328,7 @@ async def apply_refund(
             reason="cancel",
             user_id=None,
         )
-        await _moved(session, order_id, "cancelled", reason="refund")
-        if cache is not None:
-            await inventory.invalidate_catalog(session, cache)
+        await _moved(session, order_id, "cancelled", reason="refund", unpaid=False)
     elif await repo.move(
         order_id, "refunded", state.sources("refunded"), payment_status="refunded"
     ):

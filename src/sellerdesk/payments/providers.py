@@ -38,11 +38,19 @@ class PaymentNotCompleted(AppError):
 
 
 class ProviderFailed(AppError):
-    """The provider could not be reached or refused the call: not the customer's fault."""
+    """The provider could not be reached or refused the call: not the customer's fault.
+
+    `transient`: retrying later may work (no answer, a 429 or a 5xx), which the outbox uses to
+    choose between a later retry and giving up.
+    """
 
     status_code = 502
     code = "payment_error"
     message = "The payment provider failed; retry later."
+
+    def __init__(self, message: str | None = None, *, transient: bool = True) -> None:
+        super().__init__(message)
+        self.transient = transient
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +100,11 @@ class PaymentProvider(Protocol):
 
     async def refund(self, ref: IntentRef, *, amount: int, idempotency_key: str) -> RefundInfo: ...
 
+    async def cancel_intent(self, ref: IntentRef) -> IntentInfo:
+        """Cancel an intent nobody should pay any more; its state after (a payment that won the
+        race stays `succeeded`)."""
+        ...
+
     async def close(self) -> None: ...
 
 
@@ -125,6 +138,9 @@ class ManualProvider:
     async def refund(self, ref: IntentRef, *, amount: int, idempotency_key: str) -> RefundInfo:
         digest = hashlib.sha256(idempotency_key.encode()).hexdigest()[:24]
         return RefundInfo(id=f"re_manual_{digest}", status="succeeded", amount=amount)
+
+    async def cancel_intent(self, ref: IntentRef) -> IntentInfo:
+        return IntentInfo(ref.intent_id, "canceled", ref.amount, ref.currency, ref.refunded)
 
     async def close(self) -> None:
         return None
@@ -244,6 +260,20 @@ class StripeProvider:
             amount=int(refund.get("amount") or amount),
         )
 
+    async def cancel_intent(self, ref: IntentRef) -> IntentInfo:
+        try:
+            intent = await self._call(
+                self._client.v1.payment_intents.cancel_async(
+                    ref.intent_id, {}, {"idempotency_key": f"{ref.intent_id}:cancel"}
+                )
+            )
+        except ProviderFailed as exc:
+            if exc.transient:
+                raise
+            # Refused (e.g. it succeeded or was canceled meanwhile): report its real state.
+            return await self.retrieve_intent(ref)
+        return intent_info_from_stripe(intent)
+
     async def close(self) -> None:
         await self._http.close_async()  # type: ignore[no-untyped-call]
 
@@ -261,7 +291,9 @@ class StripeProvider:
                 code=exc.code,
                 request_id=exc.request_id,
             )
-            raise ProviderFailed() from exc
+            status = exc.http_status
+            transient = status is None or status == 429 or status >= 500
+            raise ProviderFailed(transient=transient) from exc
         result: dict[str, Any] = obj.to_dict()
         return result
 

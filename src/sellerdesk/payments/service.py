@@ -1,7 +1,12 @@
-"""Payments: intents for orders and credit purchases, confirmation, refunds, the webhook, and
-`apply_intent_state`, the one function that turns what the provider says into state moves
-(shared by confirm, the webhook and the reconciler). Moves only go forward, so duplicated,
-reordered or late news from the provider never undoes anything.
+"""Payments: intents for any purpose ("order:12", "credit_purchase:7"), confirmation, refunds,
+cancelling intents, the webhook and the reconciler.
+
+`apply_intent_state` is the one function that turns what the provider says into state moves
+(confirm, the webhook and the reconciler share it). Moves only go forward, so duplicated,
+reordered or late news from the provider never undoes anything, and each move is announced as an
+event — `payment_succeeded`, `payment_failed`, `payment_refunded` — carrying the payment's
+purpose. The owners of purposes (orders, credits) react in their own handlers: this package
+imports neither of them.
 """
 
 from __future__ import annotations
@@ -9,40 +14,34 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any
 from weakref import WeakKeyDictionary
 
 import structlog
 from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from sellerdesk import events
 from sellerdesk.db import commit
-from sellerdesk.errors import AppError, Conflict, ServiceUnavailable
+from sellerdesk.errors import Conflict, ServiceUnavailable
+from sellerdesk.events import OutboxContext
 from sellerdesk.kit.money import from_minor_units, to_minor_units
-from sellerdesk.models import Order, Payment, Refund
+from sellerdesk.models import Payment, Refund
 from sellerdesk.models.base import utcnow
-from sellerdesk.orders import service as orders_service
 from sellerdesk.payments import repository as repo
 from sellerdesk.payments import webhooks
-from sellerdesk.payments.providers import (
-    IntentInfo,
-    IntentRef,
-    PaymentNotCompleted,
-    PaymentProvider,
-)
+from sellerdesk.payments.providers import IntentInfo, IntentRef, PaymentProvider
+from sellerdesk.payments.providers import PaymentNotCompleted as PaymentNotCompleted
 
 log = structlog.get_logger(__name__)
 
 RECONCILE_BATCH = 100
 
-Change = Literal["succeeded", "failed", "refunded"]
-
 
 # --------------------------------------------------------------------------- provider registry
 
-# One provider per app, found from the session's engine: services called by other domains
-# (credits' `create_payment`) need no provider argument, and two apps in one process (tests)
-# never share one.
+# One provider per app (or worker), found from the session's engine: callers in other domains
+# and outbox handlers need no provider argument, and two apps in one process never share one.
 _providers: WeakKeyDictionary[Engine, PaymentProvider] = WeakKeyDictionary()
 
 
@@ -76,6 +75,11 @@ async def _reread(session: AsyncSession, payment_id: int) -> Payment:
     return payment
 
 
+async def get_by_purpose(session: AsyncSession, purpose: str) -> Payment | None:
+    """The payment of `purpose`, read fresh; None before one was created."""
+    return await repo.get_by_purpose(session, purpose)
+
+
 # --------------------------------------------------------------------------- creating payments
 
 
@@ -91,8 +95,8 @@ async def create_payment(
     metadata: dict[str, str],
     provider: PaymentProvider | None = None,
 ) -> Payment:
-    """The payment for `purpose` ("order:12", "credit_purchase:7") with its provider intent:
-    created once, returned as it is on every later call, also under concurrent calls."""
+    """The payment for `purpose` with its provider intent: created once, returned as it is on
+    every later call, also under concurrent calls."""
     provider = provider or provider_for(session)
     payment_id = await repo.insert_payment(
         session,
@@ -110,8 +114,6 @@ async def create_payment(
     payment = await (
         repo.get(session, payment_id) if payment_id else repo.get_by_purpose(session, purpose)
     )
-    if payment is None and order_id is not None:
-        payment = await repo.get_by_order(session, order_id)
     if payment is None:  # pragma: no cover - the conflicting row was committed before we read
         raise Conflict("A payment for this purpose is being created; retry.")
     if payment.intent_id is None:
@@ -128,77 +130,42 @@ async def create_payment(
     return payment
 
 
-async def create_intent_for_order(
-    session: AsyncSession, provider: PaymentProvider, user_id: int, order_id: int
-) -> Payment:
-    """The order's one payment intent (404 not the user's order, 409 not pending)."""
-    order = await orders_service.get_order_for_payment(session, order_id, user_id)
-    if order.status != "pending":
-        raise Conflict(
-            f"The order is {order.status}; only a pending order can be paid.",
-            details={"status": order.status},
-        )
-    return await create_payment(
-        session,
-        user_id=order.user_id,
-        amount=order.total_amount,
-        currency=order.currency,
-        purpose=f"order:{order.id}",
-        idempotency_key=f"order:{order.id}:payment_intent",
-        order_id=order.id,
-        metadata={"order_id": str(order.id)},
-        provider=provider,
-    )
-
-
-async def intent_ids_for_orders(session: AsyncSession, order_ids: list[int]) -> dict[int, str]:
-    """order id → payment intent id, for the orders' JSON."""
-    return await repo.intent_ids_for_orders(session, order_ids)
-
-
 # --------------------------------------------------------------------------- confirming
 
 
 @dataclass(frozen=True, slots=True)
 class Confirmation:
+    payment: Payment
     succeeded: bool
-    order: Order
     message: str
 
 
-async def confirm_for_order(
-    session: AsyncSession, provider: PaymentProvider, user_id: int, order_id: int
+async def confirm(
+    session: AsyncSession, payment: Payment, provider: PaymentProvider | None = None
 ) -> Confirmation:
-    """Ask the provider about the order's payment and apply the answer (failures included)."""
-    order = await orders_service.get_order_for_payment(session, order_id, user_id)
-    payment = await repo.get_by_order(session, order.id)
-    if payment is None or payment.intent_id is None:
-        raise PaymentNotCompleted("No payment has been started for this order.")
-    if payment.status != "succeeded" and order.status != "pending":
-        # Never charge for an order that was cancelled (or expired) meanwhile.
-        raise PaymentNotCompleted(f"The order is {order.status}; it can no longer be paid.")
+    """Ask the provider about a payment (confirming it when it waits for that) and apply the
+    answer, failures included; an already captured payment is left as it is."""
+    if payment.status == "succeeded":
+        return Confirmation(payment, True, "Payment succeeded.")
+    provider = provider or provider_for(session)
+    info = await provider.confirm_intent(_ref(payment))
+    await apply_intent_state(session, payment, info)
+    payment = await _reread(session, payment.id)
     if payment.status != "succeeded":
-        info = await provider.confirm_intent(_ref(payment))
-        await apply_intent_state(session, provider, payment, info)
-        payment = await _reread(session, payment.id)
-        order = await orders_service.get_order_for_payment(session, order.id, None)
-        if payment.status != "succeeded":
-            reason = info.failure_message or f"The payment is {info.status}."
-            return Confirmation(False, order, reason)
-    return Confirmation(True, order, "Payment succeeded.")
+        message = info.failure_message or f"The payment is {info.status}."
+        return Confirmation(payment, False, message)
+    return Confirmation(payment, True, "Payment succeeded.")
 
 
 # --------------------------------------------------------------------------- the state moves
 
 
-async def apply_intent_state(
-    session: AsyncSession, provider: PaymentProvider, payment: Payment, info: IntentInfo
-) -> None:
+async def apply_intent_state(session: AsyncSession, payment: Payment, info: IntentInfo) -> None:
     """Apply the provider's view of an intent, only moving forward (webhook, confirm, reconciler).
 
     succeeded beats pending, failed and canceled (money was captured); failed only replaces
     pending; a refunded total only grows. Each move is one conditional UPDATE, so concurrent or
-    repeated calls apply each effect once.
+    repeated calls announce each move once.
     """
     if info.status == "succeeded" and (
         info.amount != to_minor_units(payment.amount) or info.currency != payment.currency
@@ -215,72 +182,68 @@ async def apply_intent_state(
         if await repo.move_status(
             session, payment.id, "succeeded", ("pending", "failed", "canceled")
         ):
-            await _dispatch(session, provider, payment.id, "succeeded")
+            await _announce(session, payment.id, "payment_succeeded")
     elif info.status == "failed":
         if await repo.move_status(session, payment.id, "failed", ("pending",)):
-            await _dispatch(session, provider, payment.id, "failed")
+            await _announce(session, payment.id, "payment_failed")
     elif info.status == "canceled":
         await repo.move_status(session, payment.id, "canceled", ("pending", "failed"))
-    if info.amount_refunded > 0 and await repo.raise_refunded_to(
-        session, payment.id, from_minor_units(info.amount_refunded)
-    ):
-        await _dispatch(session, provider, payment.id, "refunded")
-
-
-async def _dispatch(
-    session: AsyncSession, provider: PaymentProvider, payment_id: int, change: Change
-) -> None:
-    """Tell the payment's owner (its order, or a credit purchase) what changed."""
-    payment = await _reread(session, payment_id)
-    log.info("payment_changed", payment_id=payment.id, change=change, order_id=payment.order_id)
-    order_id = payment.order_id
-    if order_id is None:
-        from sellerdesk.credits import service as credits_service
-
-        if change == "succeeded":
-            await credits_service.apply_purchase_payment_succeeded(session, payment)
-        elif change == "failed":
-            await credits_service.apply_purchase_payment_failed(session, payment)
-        else:
-            await credits_service.apply_purchase_refunded(session, payment)
-        return
-    if change == "succeeded":
-        order = await orders_service.apply_payment_succeeded(session, order_id)
-        if order.status == "cancelled":
-            # Paid after the order was cancelled (e.g. expired while the buyer paid): the
-            # money goes back in full; the stock was already returned at cancel.
-            log.warning("payment_for_cancelled_order", payment_id=payment.id, order_id=order_id)
-            _, payment = await _refund(session, provider, payment, None)
-            await orders_service.apply_refund(
-                session, order_id, payment.refunded_amount, payment.amount
+    if info.amount_refunded > 0:
+        before = (await _reread(session, payment.id)).refunded_amount
+        if await repo.raise_refunded_to(
+            session, payment.id, from_minor_units(info.amount_refunded)
+        ):
+            await _announce(
+                session,
+                payment.id,
+                "payment_refunded",
+                refunded_now=str(from_minor_units(info.amount_refunded) - before),
+                reason=None,
             )
-    elif change == "failed":
-        await orders_service.apply_payment_failed(session, order_id)
-    else:
-        await orders_service.apply_refund(
-            session, order_id, payment.refunded_amount, payment.amount
-        )
+
+
+async def _announce(session: AsyncSession, payment_id: int, kind: str, **extra: Any) -> None:
+    """Publish what happened to a payment, with what its purpose's owner needs to react."""
+    payment = await _reread(session, payment_id)
+    log.info("payment_changed", payment_id=payment.id, kind=kind, purpose=payment.purpose)
+    await events.publish(
+        session,
+        kind,
+        {
+            "payment_id": payment.id,
+            "purpose": payment.purpose,
+            "order_id": payment.order_id,
+            "user_id": payment.user_id,
+            "amount": str(payment.amount),
+            "refunded_amount": str(payment.refunded_amount),
+            "currency": payment.currency,
+            "intent_id": payment.intent_id,
+            **extra,
+        },
+    )
 
 
 # --------------------------------------------------------------------------- refunds
 
 
-@dataclass(frozen=True, slots=True)
-class RefundResult:
-    refund: Refund
-    payment: Payment
-    order: Order
-
-
-async def _refund(
-    session: AsyncSession, provider: PaymentProvider, payment: Payment, amount: Decimal | None
+async def refund(
+    session: AsyncSession,
+    payment: Payment,
+    amount: Decimal | None,
+    *,
+    reason: str | None = None,
+    idempotency_key: str | None = None,
+    provider: PaymentProvider | None = None,
 ) -> tuple[Refund, Payment]:
-    """Refund `amount` (None: all that is left) through the provider, never over the capture.
+    """Refund `amount` (None: all that is left) through the provider, never over the capture,
+    and announce it (`payment_refunded`, with the caller's `reason`).
 
     The amount is taken first by one conditional UPDATE (which locks the payment row until
     commit, so concurrent refunds queue and the loser sees too little left), then the provider
-    is called with the key `refund:{refund.id}`; a failed call gives the amount back.
+    is called with `idempotency_key` (default `refund:{refund.id}`); a failed call gives the
+    amount back.
     """
+    provider = provider or provider_for(session)
     payment = await _reread(session, payment.id)
     if payment.status != "succeeded":
         raise Conflict(
@@ -303,49 +266,67 @@ async def _refund(
                 "refundable": str(left),
             },
         )
-    refund = await repo.add_refund(session, payment.id, wanted)
+    row = await repo.add_refund(session, payment.id, wanted)
     try:
         info = await provider.refund(
-            _ref(payment), amount=to_minor_units(wanted), idempotency_key=f"refund:{refund.id}"
+            _ref(payment),
+            amount=to_minor_units(wanted),
+            idempotency_key=idempotency_key or f"refund:{row.id}",
         )
-    except AppError:
+    except Exception:
         await repo.release_refund(session, payment.id, wanted)
-        refund.status = "failed"
+        row.status = "failed"
         await session.flush()
         raise
-    refund.status = info.status
-    refund.provider_refund_id = info.id
+    row.status = info.status
+    row.provider_refund_id = info.id
     await session.flush()
-    log.info("payment_refunded", payment_id=payment.id, refund_id=refund.id, amount=str(wanted))
-    return refund, await _reread(session, payment.id)
-
-
-async def refund_order(
-    session: AsyncSession, provider: PaymentProvider, order_id: int, amount: Decimal | None
-) -> RefundResult:
-    """Admin refund of an order's payment, full (`amount` None) or partial; 409 over the rest."""
-    await orders_service.get_order_for_payment(session, order_id, None)
-    payment = await repo.get_by_order(session, order_id)
-    if payment is None:
-        raise Conflict("This order has no payment to refund.")
-    refund, payment = await _refund(session, provider, payment, amount)
-    order = await orders_service.apply_refund(
-        session, order_id, payment.refunded_amount, payment.amount
+    log.info("payment_refunded", payment_id=payment.id, refund_id=row.id, amount=str(wanted))
+    await _announce(
+        session, payment.id, "payment_refunded", refunded_now=str(wanted), reason=reason
     )
-    return RefundResult(refund, payment, order)
+    return row, await _reread(session, payment.id)
 
 
-async def refund_order_for_cancel(session: AsyncSession, order: Order) -> None:
-    """Cancelling a paid order: refund what is left in full, then cancel it (stock back)."""
-    provider = provider_for(session)
-    payment = await repo.get_by_order(session, order.id)
-    if payment is None or payment.status != "succeeded":
-        raise Conflict("This order has no captured payment to refund.")
-    if payment.refunded_amount < payment.amount:
-        _, payment = await _refund(session, provider, payment, None)
-    await orders_service.apply_refund(
-        session, order.id, payment.refunded_amount, payment.amount, cancel=True
-    )
+async def refund_rest_once(
+    ctx: OutboxContext, payment_id: int, *, idempotency_key: str, reason: str
+) -> bool:
+    """For outbox handlers: refund whatever is left of a captured payment, in its own
+    transaction, with a deterministic provider key, so running it twice refunds once. True when
+    this call refunded something."""
+    async with ctx.sessionmaker() as session:
+        payment = await repo.get(session, payment_id)
+        if (
+            payment is None
+            or payment.status != "succeeded"
+            or payment.refunded_amount >= payment.amount
+        ):
+            await session.rollback()
+            return False
+        await refund(session, payment, None, reason=reason, idempotency_key=idempotency_key)
+        await commit(session)
+    return True
+
+
+async def cancel_unpaid(ctx: OutboxContext, purpose: str) -> str | None:
+    """For outbox handlers: cancel the provider intent of a payment nobody should make any more
+    (its order was cancelled). The call runs outside any transaction; its answer is applied
+    like any other (a payment that won the race is announced as succeeded, and its owner
+    refunds it). The payment's state after, or None when there was nothing to cancel."""
+    async with ctx.sessionmaker() as session:
+        payment = await repo.get_by_purpose(session, purpose)
+        await session.commit()
+        if payment is None or payment.intent_id is None or payment.status == "succeeded":
+            return None
+        provider = provider_for(session)
+    info = await provider.cancel_intent(_ref(payment))
+    async with ctx.sessionmaker() as session:
+        current = await _reread(session, payment.id)
+        await apply_intent_state(session, current, info)
+        status = (await _reread(session, payment.id)).status
+        await commit(session)
+    log.info("payment_intent_cancelled", payment_id=payment.id, status=status)
+    return status
 
 
 # --------------------------------------------------------------------------- webhook
@@ -371,7 +352,7 @@ async def handle_event(
     info = observation.info
     if observation.reread and provider.name == "stripe":
         info = await provider.retrieve_intent(_ref(payment))
-    await apply_intent_state(session, provider, payment, info)
+    await apply_intent_state(session, payment, info)
     log.info("webhook_applied", event_id=event_id, type=event_type, payment_id=payment.id)
     return "applied"
 
@@ -387,24 +368,35 @@ async def reconcile_pending_payments(
     limit: int = RECONCILE_BATCH,
 ) -> int:
     """Ask the provider about payments still pending after `older_than` (lost webhooks) and
-    apply its answer; how many payments changed. Provider calls run outside transactions."""
+    apply its answer; how many payments changed. Provider calls run outside transactions, and
+    each payment is on its own: one that fails (provider error or anything else) is logged and
+    tried again next run, and never stops the others."""
     async with sessionmaker() as session:
         ids = await repo.stale_pending_ids(session, utcnow() - older_than, limit)
         refs = {pid: _ref(await _reread(session, pid)) for pid in ids}
+        await session.commit()
     changed = 0
     for payment_id, ref in refs.items():
         try:
-            info = await provider.retrieve_intent(ref)
-        except AppError:
-            log.warning("reconcile_provider_failed", payment_id=payment_id)
-            continue
-        async with sessionmaker() as session:
-            payment = await _reread(session, payment_id)
-            before = (payment.status, payment.refunded_amount)
-            await apply_intent_state(session, provider, payment, info)
-            after = await _reread(session, payment_id)
-            changed += (after.status, after.refunded_amount) != before
-            await commit(session)
+            changed += await _reconcile_one(sessionmaker, provider, payment_id, ref)
+        except Exception:
+            log.exception("reconcile_payment_failed", payment_id=payment_id)
     if changed:
         log.info("payments_reconciled", changed=changed)
     return changed
+
+
+async def _reconcile_one(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    provider: PaymentProvider,
+    payment_id: int,
+    ref: IntentRef,
+) -> bool:
+    info = await provider.retrieve_intent(ref)
+    async with sessionmaker() as session:
+        payment = await _reread(session, payment_id)
+        before = (payment.status, payment.refunded_amount)
+        await apply_intent_state(session, payment, info)
+        after = await _reread(session, payment_id)
+        await commit(session)
+    return (after.status, after.refunded_amount) != before

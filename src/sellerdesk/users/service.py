@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Protocol
 
 import structlog
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from sellerdesk.auth.passwords import Passwords
+from sellerdesk import events
 from sellerdesk.errors import Conflict, NotFound, ValidationFailed
 from sellerdesk.kit.pagination import PageParams
 from sellerdesk.models import User
@@ -17,8 +19,16 @@ from sellerdesk.users.schemas import UserUpdateAdmin, UserUpdateMe
 log = structlog.get_logger(__name__)
 
 
+class PasswordHasher(Protocol):
+    """What changing a password needs (auth's `Passwords` is one): users does not import auth."""
+
+    async def verify(self, password: str, hashed: str | None) -> tuple[bool, str | None]: ...
+
+    async def hash(self, password: str) -> str: ...
+
+
 async def update_me(
-    session: AsyncSession, passwords: Passwords, user: User, data: UserUpdateMe
+    session: AsyncSession, passwords: PasswordHasher, user: User, data: UserUpdateMe
 ) -> User:
     """Apply the self-service fields; a new password needs the current one."""
     if "full_name" in data.model_fields_set:
@@ -34,8 +44,24 @@ async def update_me(
         # Every other session ends with a password change.
         await RefreshTokenRepository(session).revoke_all_for_user(user.id, datetime.now(UTC))
         log.info("password_changed", user_id=user.id)
+        await events.publish(session, "password_changed", {"user_id": user.id})
     await session.flush()
     return user
+
+
+async def get(session: AsyncSession, user_id: int) -> User | None:
+    """A user by id (active or not)."""
+    return await UserRepository(session).get(user_id)
+
+
+async def active_admin_emails(session: AsyncSession) -> list[str]:
+    """The email address of every active administrator."""
+    rows = await session.scalars(
+        select(User.email)
+        .where(User.is_superuser.is_(True), User.is_active.is_(True))
+        .order_by(User.id)
+    )
+    return list(rows)
 
 
 async def list_users(session: AsyncSession, params: PageParams) -> tuple[list[User], int]:
