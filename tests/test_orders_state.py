@@ -141,6 +141,6 @@ async def test_get_order_for_payment_hides_other_users_orders(
     order_id, _ = await _order(app, client)
     other = await make_user(app)
     async with app.state.sessionmaker() as session:
-        assert (await service.get_order_for_payment(session, order_id, None)).id == order_id
+        assert (await service.get_order(session, order_id, None)).id == order_id
         with pytest.raises(NotFound):
-            await service.get_order_for_payment(session, order_id, other.id)
+            await service.get_order(session, order_id, other.id)

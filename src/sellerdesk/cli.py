@@ -1,14 +1,15 @@
-"""The `sellerdesk` command: serve, migrate, seed, create-admin."""
+"""The `sellerdesk` command: serve, migrate, seed, create-admin, worker, beat."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Annotated, TypeVar
+from pathlib import Path
+from typing import Annotated, Any, Literal, TypeVar
 
 import typer
 
-from sellerdesk.config import get_settings
+from sellerdesk.config import Settings, get_settings
 from sellerdesk.kit.logging import configure_logging
 
 app = typer.Typer(
@@ -107,3 +108,51 @@ def create_admin(
 
     user, created = _with_session(work)
     typer.echo(f"{'created' if created else 'promoted'} admin {user.email} (id {user.id})")
+
+
+Pool = Literal["solo", "threads", "prefork"]
+
+
+@app.command()
+def worker(
+    pool: Annotated[Pool, typer.Option(help="Celery pool: solo, threads or prefork.")] = "threads",
+    concurrency: Annotated[int, typer.Option(min=1, help="Tasks at once (threads/prefork).")] = 4,
+) -> None:
+    """Run the Celery worker: outbox events (emails, provider calls) and periodic jobs."""
+    settings = get_settings()
+    configure_logging(settings.LOG_LEVEL, json=settings.log_json)
+    celery = _celery(settings)
+    celery.worker_main(
+        [
+            "worker",
+            f"--pool={pool}",
+            f"--concurrency={1 if pool == 'solo' else concurrency}",
+            f"--loglevel={settings.LOG_LEVEL}",
+            # No broadcast chatter between workers: nothing here needs it.
+            "--without-gossip",
+            "--without-mingle",
+        ]
+    )
+
+
+@app.command()
+def beat(
+    schedule_file: Annotated[
+        Path, typer.Option(help="Where beat keeps the time of each job's last send.")
+    ] = Path("celerybeat-schedule"),
+) -> None:
+    """Run Celery beat: sends the periodic jobs (sweep the outbox, expire unpaid orders,
+    reconcile payments, purge) to the workers. Run exactly one."""
+    settings = get_settings()
+    configure_logging(settings.LOG_LEVEL, json=settings.log_json)
+    celery = _celery(settings)
+    celery.start(["beat", f"--schedule={schedule_file}", f"--loglevel={settings.LOG_LEVEL}"])
+
+
+def _celery(settings: Settings) -> Any:
+    if not settings.broker_url:
+        typer.echo("CELERY_BROKER_URL is not set: jobs run inside the API process.", err=True)
+        raise typer.Exit(code=2)
+    from sellerdesk.worker import create_celery
+
+    return create_celery(settings)

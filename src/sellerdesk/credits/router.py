@@ -8,9 +8,11 @@ from fastapi import APIRouter, Depends, Path, Request
 
 from sellerdesk.apikeys.dependencies import Payer
 from sellerdesk.auth.dependencies import AdminUser, CurrentUser
-from sellerdesk.credits import pricing, purchases, service
+from sellerdesk.credits import alerts, pricing, purchases, service
 from sellerdesk.credits.pricing import PriceBook, price_book
 from sellerdesk.credits.schemas import (
+    CreditAlertSettings,
+    CreditAlertUpdate,
     CreditBalance,
     GrantCreate,
     GrantResult,
@@ -52,6 +54,30 @@ async def list_transactions(
     """The caller's ledger, newest first."""
     rows, total = await service.transactions(session, payer.user_id, params)
     return Page.of([LedgerEntry.model_validate(r) for r in rows], total, params)
+
+
+def _alert_settings(settings: alerts.AlertSettings) -> CreditAlertSettings:
+    return CreditAlertSettings(
+        enabled=settings.enabled,
+        threshold=settings.threshold,
+        default_threshold=settings.default_threshold,
+        effective_threshold=settings.effective_threshold,
+    )
+
+
+@public.get("/alerts", response_model=CreditAlertSettings, responses=errors(401, 403))
+async def read_alerts(session: SessionDep, user: CurrentUser) -> CreditAlertSettings:
+    """The caller's low-balance warning settings."""
+    return _alert_settings(await alerts.settings_of(session, user.id))
+
+
+@public.put("/alerts", response_model=CreditAlertSettings, responses=errors(401, 403, 422))
+async def update_alerts(
+    body: CreditAlertUpdate, session: SessionDep, user: CurrentUser
+) -> CreditAlertSettings:
+    """Set the caller's low-balance warning (on/off, and a threshold or the default)."""
+    updated = await alerts.update(session, user.id, enabled=body.enabled, threshold=body.threshold)
+    return _alert_settings(updated)
 
 
 @public.get("/packs", response_model=list[PackPublic], responses=errors(500))

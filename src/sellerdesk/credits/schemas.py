@@ -122,3 +122,24 @@ class PurchaseConfirmed(OutputModel):
     message: str
     purchase: PurchasePublic
     balance: int
+
+
+class CreditAlertSettings(OutputModel):
+    """The low-balance warning: one email each time a charge takes the balance to or below the
+    effective threshold."""
+
+    enabled: bool
+    threshold: int | None = Field(description="Your own threshold; null: the default applies.")
+    default_threshold: int | None = Field(
+        description="10% of the last pack you bought; null before any purchase."
+    )
+    effective_threshold: int | None = Field(
+        description="The threshold in force; null when off or when there is none yet."
+    )
+
+
+class CreditAlertUpdate(InputModel):
+    """Replaces the settings: an omitted `threshold` means the default (10% of the last pack)."""
+
+    enabled: bool = True
+    threshold: Annotated[int, Field(ge=0, le=MAX_CREDITS)] | None = None
