@@ -156,7 +156,8 @@ def _open_jobs(app: FastAPI, settings: Settings) -> None:
     the in-process scheduler of periodic jobs."""
     dispatcher: InProcessDispatcher | CeleryDispatcher
     if settings.broker_url:
-        from sellerdesk.worker import create_celery  # Celery is imported only with a broker
+        # Celery is imported only when a broker is configured.
+        from sellerdesk.worker import CeleryDispatcher, create_celery
 
         dispatcher = CeleryDispatcher(create_celery(settings))
     else:
