@@ -165,3 +165,10 @@ async def test_the_command_lists_its_subcommands(database_url: str) -> None:
     assert result.exit_code == 0
     for command in ("serve", "migrate", "seed", "create-admin"):
         assert command in result.output
+
+
+@pytest.mark.parametrize("command", ["worker", "beat"])
+async def test_worker_and_beat_need_a_broker(database_url: str, command: str) -> None:
+    result = await invoke(database_url, command)
+    assert result.exit_code == 2
+    assert "CELERY_BROKER_URL is not set" in result.output

@@ -426,3 +426,37 @@ async def test_the_in_process_scheduler_runs_the_expiry_job(
             await session.scalar(select(CartItem.user_id).where(CartItem.user_id == buyer.id))
             is None
         )
+
+
+async def test_shipping_records_carrier_and_tracking_number_on_the_order(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    buyer, admin = await make_user(app), await make_user(app, admin=True)
+    order = await place_order(client, buyer, await make_product(app))
+    assert (order["carrier"], order["tracking_number"]) == (None, None)
+    await _pay(app, order["id"])
+    early = await client.patch(
+        f"/api/v1/admin/orders/{order['id']}",
+        json={"status": "delivered", "carrier": "DHL"},
+        headers=admin.headers,
+    )
+    assert early.status_code == 422 and early.json()["error"] == "validation_error"
+    shipped = await client.patch(
+        f"/api/v1/admin/orders/{order['id']}",
+        json={"status": "shipped", "carrier": "DHL"},
+        headers=admin.headers,
+    )
+    assert shipped.status_code == 200
+    assert (shipped.json()["carrier"], shipped.json()["tracking_number"]) == ("DHL", None)
+    added = await client.patch(
+        f"/api/v1/admin/orders/{order['id']}",
+        json={"status": "shipped", "tracking_number": "JD0146000034"},
+        headers=admin.headers,
+    )
+    assert (added.json()["carrier"], added.json()["tracking_number"]) == ("DHL", "JD0146000034")
+    seen = (await client.get(f"/api/v1/orders/{order['id']}", headers=buyer.headers)).json()
+    assert (seen["status"], seen["carrier"], seen["tracking_number"]) == (
+        "shipped",
+        "DHL",
+        "JD0146000034",
+    )
