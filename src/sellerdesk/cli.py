@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Literal, TypeVar
 
 import typer
 
@@ -20,8 +20,10 @@ T = TypeVar("T")
 
 def _with_session(work: Callable[..., Awaitable[T]]) -> T:
     from sellerdesk.db import commit, create_engine, create_sessionmaker
+    from sellerdesk.jobs import register_event_handlers
 
     settings = get_settings()
+    register_event_handlers()  # events published here wait for the API's or a worker's sweep
 
     async def run() -> T:
         engine = create_engine(settings)
@@ -121,17 +123,19 @@ def worker(
     """Run the Celery worker: outbox events (emails, provider calls) and periodic jobs."""
     settings = get_settings()
     configure_logging(settings.LOG_LEVEL, json=settings.log_json)
-    celery = _celery(settings)
-    celery.worker_main(
+    _need_broker(settings)
+    from sellerdesk.worker import run_worker
+
+    run_worker(
+        settings,
         [
-            "worker",
             f"--pool={pool}",
             f"--concurrency={1 if pool == 'solo' else concurrency}",
             f"--loglevel={settings.LOG_LEVEL}",
             # No broadcast chatter between workers: nothing here needs it.
             "--without-gossip",
             "--without-mingle",
-        ]
+        ],
     )
 
 
@@ -145,14 +149,14 @@ def beat(
     reconcile payments, purge) to the workers. Run exactly one."""
     settings = get_settings()
     configure_logging(settings.LOG_LEVEL, json=settings.log_json)
-    celery = _celery(settings)
+    _need_broker(settings)
+    from sellerdesk.worker import create_celery
+
+    celery = create_celery(settings)
     celery.start(["beat", f"--schedule={schedule_file}", f"--loglevel={settings.LOG_LEVEL}"])
 
 
-def _celery(settings: Settings) -> Any:
+def _need_broker(settings: Settings) -> None:
     if not settings.broker_url:
         typer.echo("CELERY_BROKER_URL is not set: jobs run inside the API process.", err=True)
         raise typer.Exit(code=2)
-    from sellerdesk.worker import create_celery
-
-    return create_celery(settings)

@@ -118,12 +118,20 @@ def create_celery(settings: Settings) -> Celery:
         owner = jobs.lease_owner()
         return loop.run(lambda rt: jobs.run_periodic(rt, job, owner=owner, respect_interval=False))
 
+    app.sellerdesk_loop = loop
+    return app
+
+
+def run_worker(settings: Settings, argv: list[str]) -> None:
+    """Start a worker (`celery worker` arguments) that closes its runtime when it stops."""
+    app = create_celery(settings)
+    loop: WorkerLoop = app.sellerdesk_loop
+
     def close_loop(**_: Any) -> None:
         loop.close()
 
     worker_shutdown.connect(close_loop, weak=False)
-    app.sellerdesk_loop = loop
-    return app
+    app.worker_main(["worker", *argv])
 
 
 class CeleryDispatcher:

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from sellerdesk import outbox
 from sellerdesk.credits import service as credits_service
-from sellerdesk.events import Event, OutboxContext
+from sellerdesk.events import Event, OutboxContext, OutboxHandler
 from sellerdesk.models import Order
 from sellerdesk.notifications import mailer
 from sellerdesk.notifications.mailer import Email
@@ -166,50 +166,24 @@ async def _password_changed(s: AsyncSession, ctx: OutboxContext, e: Event) -> li
 # --------------------------------------------------------------------------- the handlers
 
 
-async def send_order_confirmation(ctx: OutboxContext, event: Event) -> None:
-    await _send_all(ctx, event, _order_confirmation)
+def _emailer(name: str, build: Builder) -> OutboxHandler:
+    """The outbox handler that sends what `build` makes; `name` keys its done-records."""
+
+    async def handle(ctx: OutboxContext, event: Event) -> None:
+        await _send_all(ctx, event, build)
+
+    handle.__name__ = handle.__qualname__ = name
+    return handle
 
 
-async def send_order_shipped(ctx: OutboxContext, event: Event) -> None:
-    await _send_all(ctx, event, _order_shipped)
-
-
-async def send_order_cancelled(ctx: OutboxContext, event: Event) -> None:
-    await _send_all(ctx, event, _order_cancelled)
-
-
-async def send_payment_receipt(ctx: OutboxContext, event: Event) -> None:
-    await _send_all(ctx, event, _payment_receipt)
-
-
-async def send_refund_notice(ctx: OutboxContext, event: Event) -> None:
-    await _send_all(ctx, event, _refund_notice)
-
-
-async def send_low_stock_alert(ctx: OutboxContext, event: Event) -> None:
-    await _send_all(ctx, event, _low_stock_alert)
-
-
-async def send_credit_purchase_receipt(ctx: OutboxContext, event: Event) -> None:
-    await _send_all(ctx, event, _credit_purchase_receipt)
-
-
-async def send_low_credit_warning(ctx: OutboxContext, event: Event) -> None:
-    await _send_all(ctx, event, _low_credit_warning)
-
-
-async def send_password_changed(ctx: OutboxContext, event: Event) -> None:
-    await _send_all(ctx, event, _password_changed)
-
-
-HANDLERS: dict[str, Callable[[OutboxContext, Event], Awaitable[None]]] = {
-    "order_paid": send_order_confirmation,
-    "order_shipped": send_order_shipped,
-    "order_cancelled": send_order_cancelled,
-    "payment_succeeded": send_payment_receipt,
-    "payment_refunded": send_refund_notice,
-    "low_stock": send_low_stock_alert,
-    "credits_purchased": send_credit_purchase_receipt,
-    "credits_low": send_low_credit_warning,
-    "password_changed": send_password_changed,
+HANDLERS: dict[str, OutboxHandler] = {
+    "order_paid": _emailer("send_order_confirmation", _order_confirmation),
+    "order_shipped": _emailer("send_order_shipped", _order_shipped),
+    "order_cancelled": _emailer("send_order_cancelled", _order_cancelled),
+    "payment_succeeded": _emailer("send_payment_receipt", _payment_receipt),
+    "payment_refunded": _emailer("send_refund_notice", _refund_notice),
+    "low_stock": _emailer("send_low_stock_alert", _low_stock_alert),
+    "credits_purchased": _emailer("send_credit_purchase_receipt", _credit_purchase_receipt),
+    "credits_low": _emailer("send_low_credit_warning", _low_credit_warning),
+    "password_changed": _emailer("send_password_changed", _password_changed),
 }
