@@ -242,13 +242,13 @@ async def test_a_transient_failure_is_retried_with_backoff_then_succeeds(
     assert row.status == "pending" and row.attempts == 1
     assert row.last_error is not None and "ConnectionError" in row.last_error
     wait = (row.available_at - utcnow()).total_seconds()
-    assert base - 5 < wait <= base
+    assert base - 15 < wait <= base  # generous: a loaded machine may be slow in between
     assert await outbox.process(ctx, event_id) == "skipped"  # not due yet
 
     await age(mail_app, event_id, 1)
     assert await outbox.process(ctx, event_id) == "retry"
     (row,) = await rows(mail_app, "test_transient")
-    assert 2 * base - 5 < (row.available_at - utcnow()).total_seconds() <= 2 * base  # doubled
+    assert 2 * base - 15 < (row.available_at - utcnow()).total_seconds() <= 2 * base  # doubled
     assert await outbox.due_event_ids(ctx) == []
     await age(mail_app, event_id, 1)
     assert await outbox.due_event_ids(ctx) == [event_id]

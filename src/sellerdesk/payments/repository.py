@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -37,15 +37,6 @@ async def get_by_purpose(session: AsyncSession, purpose: str) -> Payment | None:
     return (await session.execute(stmt)).scalar_one_or_none()
 
 
-async def get_by_order(session: AsyncSession, order_id: int) -> Payment | None:
-    stmt = (
-        select(Payment)
-        .where(Payment.order_id == order_id)
-        .execution_options(populate_existing=True)
-    )
-    return (await session.execute(stmt)).scalar_one_or_none()
-
-
 async def get_by_intent(session: AsyncSession, intent_id: str) -> Payment | None:
     stmt = (
         select(Payment)
@@ -53,16 +44,6 @@ async def get_by_intent(session: AsyncSession, intent_id: str) -> Payment | None
         .execution_options(populate_existing=True)
     )
     return (await session.execute(stmt)).scalar_one_or_none()
-
-
-async def intent_ids_for_orders(session: AsyncSession, order_ids: Iterable[int]) -> dict[int, str]:
-    ids = list(order_ids)
-    if not ids:
-        return {}
-    stmt = select(Payment.order_id, Payment.intent_id).where(
-        Payment.order_id.in_(ids), Payment.intent_id.is_not(None)
-    )
-    return {row.order_id: row.intent_id for row in await session.execute(stmt)}
 
 
 async def set_intent(
