@@ -33,7 +33,7 @@ seed: install
 lint: install
 	$(BIN)/ruff check src tests migrations bench
 	$(BIN)/ruff format --check src tests migrations bench
-	$(BIN)/lint-imports --config .importlinter
+	$(BIN)/lint-imports --no-logo --no-cache .importlinter
 
 typecheck: install
 	$(BIN)/mypy
