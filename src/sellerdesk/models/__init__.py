@@ -6,6 +6,7 @@ from sellerdesk.models.catalog import Category, Product
 from sellerdesk.models.credits import (
     ApiKey,
     CreditAccount,
+    CreditCharge,
     CreditLedger,
     CreditPack,
     CreditPaidLookup,
@@ -30,6 +31,7 @@ __all__ = [
     "CartItem",
     "Category",
     "CreditAccount",
+    "CreditCharge",
     "CreditLedger",
     "CreditPack",
     "CreditPaidLookup",
