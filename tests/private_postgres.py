@@ -9,10 +9,9 @@ database to go away (and come back) starts its own cluster with this helper:
         pg.start()                         # same data, same port
     # stopped and its directory deleted
 
-or, in a test module, the `private_postgres` fixture (one cluster per module; it is started
-again before each test if a test left it stopped):
-
-    pytest_plugins = ("tests.private_postgres",)
+`app_on(cluster, "name", **settings)` builds and starts an app on a fresh, migrated database of
+the cluster. Tests take the `private_postgres` fixture (registered by `conftest.py`; one cluster
+per module, started again before each test if a test left it stopped):
 
     async def test_x(private_postgres: PrivatePostgres) -> None: ...
 
@@ -25,6 +24,7 @@ a throwaway. When the binaries are missing the fixture skips (fails under `CI=tr
 
 from __future__ import annotations
 
+import asyncio
 import glob
 import os
 import pwd
@@ -32,11 +32,14 @@ import shutil
 import socket
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import pytest
+from fastapi import FastAPI
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 _OS_USER = "postgres"
@@ -162,6 +165,22 @@ class PrivatePostgres:
                 f"{program} failed ({done.returncode}): {done.stderr.strip()}\n{log}".strip()
             )
         return done.stdout
+
+
+@asynccontextmanager
+async def app_on(
+    cluster: PrivatePostgres, database: str, **settings: Any
+) -> AsyncIterator[FastAPI]:
+    """A started app on a fresh, migrated `database` of `cluster` (test settings + `settings`)."""
+    from sellerdesk.main import create_app
+    from sellerdesk.migrate import upgrade
+    from tests.conftest import make_settings
+
+    url = await asyncio.to_thread(cluster.create_database, database)
+    await asyncio.to_thread(upgrade, url)
+    app = create_app(make_settings(url, None, f"private:{database}", **settings))
+    async with app.router.lifespan_context(app):
+        yield app
 
 
 @pytest.fixture(scope="module")

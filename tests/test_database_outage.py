@@ -12,7 +12,7 @@ import asyncio
 import errno
 import sqlite3
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import asyncpg
 import httpx
@@ -23,15 +23,8 @@ from sqlalchemy import text
 
 from sellerdesk.db import SessionDep
 from sellerdesk.errors import is_database_outage
-from sellerdesk.main import create_app
-from sellerdesk.migrate import upgrade
-from tests.conftest import make_settings
 from tests.factories import register
-
-if TYPE_CHECKING:
-    from tests.private_postgres import PrivatePostgres
-
-pytest_plugins = ("tests.private_postgres",)  # its `private_postgres` fixture
+from tests.private_postgres import PrivatePostgres, app_on
 
 
 def assert_unavailable(response: httpx.Response) -> None:
@@ -78,17 +71,12 @@ async def lost_before_commit(request: Request, session: SessionDep) -> dict[str,
 
 @pytest.fixture
 async def outage(private_postgres: PrivatePostgres) -> AsyncIterator[Outage]:
-    url = await asyncio.to_thread(private_postgres.create_database, "outage")
-    await asyncio.to_thread(upgrade, url)
-    app = create_app(make_settings(url, None, "outage"))
-    app.include_router(outage_router)
-    transport = httpx.ASGITransport(app=app)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=transport, base_url="http://test") as client,
-    ):
-        app.state.outage = Outage(app, client, private_postgres)
-        yield app.state.outage
+    async with app_on(private_postgres, "outage") as app:
+        app.include_router(outage_router)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            app.state.outage = Outage(app, client, private_postgres)
+            yield app.state.outage
 
 
 @pytest.mark.postgres_only

@@ -32,6 +32,7 @@ from sellerdesk.models.base import utcnow
 from tests.conftest import AppFactory
 from tests.credits_factories import assert_ledger_consistent, balance, grant, ledger
 from tests.factories import Account, register, register_admin
+from tests.private_postgres import PrivatePostgres, app_on
 
 ASIN = "/api/v1/product/asin"
 BATCH = "/api/v1/conversion/fnsku/batch"
@@ -319,3 +320,38 @@ async def test_answer_computed_after_the_sweep_refunded_its_charge_is_not_given(
     assert late.headers["X-Credits-Charged"] == "0"
     assert await balance(paid.client, user) == 10
     assert (await paid.lookup(user)).headers["X-Credits-Charged"] == "1"
+
+
+@pytest.mark.postgres_only
+async def test_refund_that_fails_in_the_request_is_given_back_by_the_sweep(
+    private_postgres: PrivatePostgres,
+) -> None:
+    async with app_on(
+        private_postgres, "refund_fails", CREDITS_SWEEP_AFTER_SECONDS=SWEEP_AFTER
+    ) as app:
+        source = GatedSource()
+        app.state.amazon = source
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            paid = Setup(app, client, await register_admin(client, app), source)
+            user = await paid.user()
+            source.close_gate()
+            source.gate.set()
+
+            async def database_gone_then_upstream_fails() -> None:
+                await asyncio.to_thread(private_postgres.stop)
+                raise UpstreamUnavailable()
+
+            source.then = database_gone_then_upstream_fails
+            failed = await paid.lookup(user)
+            assert failed.status_code in (502, 503), failed.text  # no 500, nothing served
+            await asyncio.to_thread(private_postgres.start)
+
+            assert await balance(client, user) == 9  # the refund could not be written
+            assert [c.outcome for c in await paid.charges(user)] == [None]
+            assert await paid.sweep() == 1
+            assert await paid.sweep() == 0
+            assert await balance(client, user) == 10
+            kinds = [(e.kind, e.amount) for e in await ledger(app, user.id)]
+            assert kinds == [("grant", 10), ("charge", -1), ("refund", 1)]
+        await assert_ledger_consistent(app)
