@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 import httpx
 from fastapi import APIRouter, FastAPI
 from pydantic import Field, StringConstraints
 from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from sellerdesk.amazon.providers import LocalSource
+from sellerdesk.amazon.schemas import AsinProduct
 from sellerdesk.credits.metering import MeterDep
 from sellerdesk.errors import AppError
 from sellerdesk.kit.types import InputModel
@@ -69,6 +74,33 @@ async def paid_batch(body: BatchQuery, meter: MeterDep) -> dict[str, Any]:
         "fnsku_conversion", resolve, lambda r: r["code"] if r["status"] == "found" else None
     )
     return {"results": results, "charged": charged}
+
+
+class GatedSource(LocalSource):
+    """The local source; the next `hold` product lookups wait at the gate, then run `then`.
+
+    `entered` is set once all of them are waiting there."""
+
+    def __init__(self) -> None:
+        self.hold = 0
+        self.entered = asyncio.Event()
+        self.gate = asyncio.Event()
+        self.then: Callable[[], Awaitable[None]] | None = None
+
+    def close_gate(self, lookups: int = 1) -> None:
+        self.hold, self.entered, self.gate = lookups, asyncio.Event(), asyncio.Event()
+
+    async def product(
+        self, session: AsyncSession, user_id: int, asin: str, marketplace: str
+    ) -> AsinProduct | None:
+        if self.hold > 0:
+            self.hold -= 1
+            if self.hold == 0:
+                self.entered.set()
+            await self.gate.wait()
+            if self.then is not None:
+                await self.then()
+        return await super().product(session, user_id, asin, marketplace)
 
 
 def mount_paid_test_routes(app: FastAPI) -> FastAPI:

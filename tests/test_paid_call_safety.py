@@ -13,7 +13,7 @@ until the test opens the gate. The lease running out is simulated by backdating 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable
 from datetime import timedelta
 from typing import Any
 
@@ -21,49 +21,25 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import select, update
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from sellerdesk.amazon.errors import UpstreamUnavailable
-from sellerdesk.amazon.providers import LocalSource
-from sellerdesk.amazon.schemas import AsinProduct
 from sellerdesk.credits.service import sweep_unsettled_charges
 from sellerdesk.models import CreditCharge, IdempotencyKey
 from sellerdesk.models.base import utcnow
 from tests.conftest import AppFactory
-from tests.credits_factories import assert_ledger_consistent, balance, grant, ledger
+from tests.credits_factories import (
+    GatedSource,
+    assert_ledger_consistent,
+    balance,
+    grant,
+    ledger,
+)
 from tests.factories import Account, register, register_admin
 from tests.private_postgres import PrivatePostgres, app_on
 
 ASIN = "/api/v1/product/asin"
 BATCH = "/api/v1/conversion/fnsku/batch"
 SWEEP_AFTER = 300
-
-
-class GatedSource(LocalSource):
-    """The local source; the next `hold` product lookups wait at the gate, then run `then`.
-
-    `entered` is set once all of them are waiting there."""
-
-    def __init__(self) -> None:
-        self.hold = 0
-        self.entered = asyncio.Event()
-        self.gate = asyncio.Event()
-        self.then: Callable[[], Awaitable[None]] | None = None
-
-    def close_gate(self, lookups: int = 1) -> None:
-        self.hold, self.entered, self.gate = lookups, asyncio.Event(), asyncio.Event()
-
-    async def product(
-        self, session: AsyncSession, user_id: int, asin: str, marketplace: str
-    ) -> AsinProduct | None:
-        if self.hold > 0:
-            self.hold -= 1
-            if self.hold == 0:
-                self.entered.set()
-            await self.gate.wait()
-            if self.then is not None:
-                await self.then()
-        return await super().product(session, user_id, asin, marketplace)
 
 
 class Setup:
