@@ -18,7 +18,7 @@ from sellerdesk.credits.metering import MeterDep
 from sellerdesk.errors import AppError
 from sellerdesk.kit.types import InputModel
 from sellerdesk.models import CreditAccount, CreditLedger
-from tests.factories import Account
+from tests.factories import Account, register
 
 Code = Annotated[str, StringConstraints(pattern=r"^[A-Z0-9]{10}$")]
 
@@ -116,6 +116,25 @@ async def grant(
         json={"user_id": user_id, "amount": amount, "reason": reason},
         headers=admin.headers,
     )
+
+
+async def funded_with_mappings(
+    client: httpx.AsyncClient, admin: Account, credits: int, mappings: int = 5
+) -> Account:
+    """A new user granted `credits`, whose uploaded FBA inventory report maps FNSKU
+    X0000000n to ASIN B00000000n for n in 1..`mappings` (so the `local` source finds them)."""
+    user = await register(client)
+    assert (await grant(client, admin, user.id, credits)).status_code == 200
+    report = "sku\tfnsku\tasin\tproduct-name\n" + "\n".join(
+        f"SKU-{n}\tX0{n:08d}\tB0{n:08d}\tProduct {n}" for n in range(1, mappings + 1)
+    )
+    uploaded = await client.post(
+        "/api/v1/conversion/inventory-report",
+        files={"file": ("report.txt", report.encode(), "text/tab-separated-values")},
+        headers=user.headers,
+    )
+    assert uploaded.status_code == 200, uploaded.text
+    return user
 
 
 async def set_price(client: httpx.AsyncClient, admin: Account, endpoint: str, credits: int) -> None:

@@ -40,8 +40,13 @@ from sellerdesk.models.base import utcnow
 from sellerdesk.orders.service import expire_unpaid_orders
 from tests.catalog_factories import create_product, csv_upload
 from tests.conftest import AppFactory, Database
-from tests.credits_factories import GatedSource, assert_ledger_consistent, grant
-from tests.factories import Account, register, register_admin
+from tests.credits_factories import (
+    GatedSource,
+    assert_ledger_consistent,
+    funded_with_mappings,
+    grant,
+)
+from tests.factories import Account, register_admin
 from tests.orders_factories import place_order
 from tests.stripe_fixtures import (
     WEBHOOK_SECRET,
@@ -122,17 +127,7 @@ async def make_world(make_app: AppFactory) -> World:
     app.state.amazon = GatedSource()
     client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")
     admin = await register_admin(client, app)
-    buyer = await register(client)
-    assert (await grant(client, admin, buyer.id, 50)).status_code == 200
-    report = "sku\tfnsku\tasin\tproduct-name\n" + "\n".join(
-        f"SKU-{n}\tX0{n:08d}\tB0{n:08d}\tProduct {n}" for n in range(1, 6)
-    )
-    uploaded = await client.post(
-        "/api/v1/conversion/inventory-report",
-        files={"file": ("report.txt", report.encode(), "text/tab-separated-values")},
-        headers=buyer.headers,
-    )
-    assert uploaded.status_code == 200, uploaded.text
+    buyer = await funded_with_mappings(client, admin, 50)
     return World(app, client, admin, buyer)
 
 

@@ -31,10 +31,10 @@ from tests.credits_factories import (
     GatedSource,
     assert_ledger_consistent,
     balance,
-    grant,
+    funded_with_mappings,
     ledger,
 )
-from tests.factories import Account, register, register_admin
+from tests.factories import Account, register_admin
 from tests.private_postgres import PrivatePostgres, app_on
 
 ASIN = "/api/v1/product/asin"
@@ -49,18 +49,7 @@ class Setup:
         self.app, self.client, self.admin, self.source = app, client, admin, source
 
     async def user(self, credits: int = 10) -> Account:
-        user = await register(self.client)
-        assert (await grant(self.client, self.admin, user.id, credits)).status_code == 200
-        report = "sku\tfnsku\tasin\tproduct-name\n" + "\n".join(
-            f"SKU-{n}\tX0{n:08d}\tB0{n:08d}\tProduct {n}" for n in range(1, 6)
-        )
-        uploaded = await self.client.post(
-            "/api/v1/conversion/inventory-report",
-            files={"file": ("report.txt", report.encode(), "text/tab-separated-values")},
-            headers=user.headers,
-        )
-        assert uploaded.status_code == 200, uploaded.text
-        return user
+        return await funded_with_mappings(self.client, self.admin, credits)
 
     async def lookup(self, user: Account, n: int = 1, key: str | None = None) -> httpx.Response:
         headers = {**user.headers, **({"Idempotency-Key": key} if key else {})}
