@@ -23,6 +23,7 @@ from sqlalchemy import text
 
 from sellerdesk.db import SessionDep
 from sellerdesk.errors import is_database_outage
+from tests.conftest import AppFactory
 from tests.factories import register
 from tests.private_postgres import PrivatePostgres, app_on
 
@@ -58,6 +59,13 @@ async def lost_mid_request(request: Request, session: SessionDep) -> dict[str, A
     await session.execute(text("SELECT 1"))
     await request.app.state.outage.stop_database()
     await session.execute(text("SELECT 2"))
+    return {}
+
+
+@outage_router.post("/bad-statement")
+async def bad_statement(session: SessionDep) -> dict[str, Any]:
+    """A statement the database refuses: a bug, not an outage (tests only)."""
+    await session.execute(text("SELECT * FROM no_such_table"))
     return {}
 
 
@@ -133,6 +141,9 @@ async def test_sqlite_file_that_cannot_be_opened_answers_503(make_app: Any) -> N
         assert (await client.get("/health/ready")).status_code == 503
 
 
+SQLITE = sqlite3.OperationalError
+
+
 @pytest.mark.parametrize(
     ("error", "outage"),
     [
@@ -141,11 +152,25 @@ async def test_sqlite_file_that_cannot_be_opened_answers_503(make_app: Any) -> N
         (TimeoutError(), True),
         (sa_exc.TimeoutError("QueuePool limit of size 10 overflow 20 reached"), True),
         (sa_exc.DisconnectionError("gone"), True),
-        (sa_exc.OperationalError("SELECT 1", {}, sqlite3.OperationalError("unable to open")), True),
+        (
+            sa_exc.OperationalError(
+                "SELECT 1", {}, sqlite3.OperationalError("unable to open database file")
+            ),
+            True,
+        ),
+        (
+            sa_exc.OperationalError("SELECT 1", {}, sqlite3.OperationalError("database is locked")),
+            True,
+        ),
+        (
+            sa_exc.OperationalError("SELECT x", {}, sqlite3.OperationalError("no such table: x")),
+            False,
+        ),
         (sa_exc.DBAPIError("SELECT 1", {}, asyncpg.ConnectionDoesNotExistError("closed")), True),
         (sa_exc.DBAPIError("SELECT 1", {}, asyncpg.CannotConnectNowError("starting up")), True),
         (sa_exc.DBAPIError("SELECT 1", {}, asyncpg.AdminShutdownError("terminating")), True),
         (sa_exc.DBAPIError("SELECT 1", {}, asyncpg.DivisionByZeroError("1/0")), False),
+        (sa_exc.InterfaceError("SELECT 1", {}, Exception("another operation")), False),
         (sa_exc.IntegrityError("INSERT", {}, Exception("duplicate key")), False),
         (sa_exc.ProgrammingError("SELEC", {}, Exception("syntax error")), False),
         (FileNotFoundError(errno.ENOENT, "missing"), False),
@@ -167,3 +192,14 @@ async def test_every_api_route_declares_503_in_the_error_shape(client: httpx.Asy
         != {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}
     ]
     assert missing == []
+
+
+async def test_a_statement_the_database_refuses_is_still_a_500(make_app: AppFactory) -> None:
+    app = await make_app()
+    app.include_router(outage_router)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        response = await client.post("/api/v1/test-outage/bad-statement")
+    assert response.status_code == 500
+    assert response.json()["error"] == "internal_error"
+    assert "Retry-After" not in response.headers

@@ -124,6 +124,16 @@ _UNREACHABLE_ERRNOS = {
 _DRIVER_OUTAGES = ("PostgresConnectionError", "OperatorInterventionError", "ConnectionError")
 
 
+# SQLite's messages for a database file it cannot use right now.
+_SQLITE_OUTAGES = (
+    "unable to open database",
+    "database is locked",
+    "disk i/o error",
+    "database or disk is full",
+    "readonly database",
+)
+
+
 class DatabaseUnavailable(ServiceUnavailable):
     """The database cannot be reached (or lost the connection): 503 with `Retry-After`."""
 
@@ -139,15 +149,16 @@ class DatabaseUnavailable(ServiceUnavailable):
 def is_database_outage(exc: BaseException) -> bool:
     """Whether `exc` means the database is unreachable rather than that a statement was wrong.
 
-    Disconnects SQLAlchemy noticed (`connection_invalidated`), pool exhaustion, SQLAlchemy's
-    `OperationalError`/`InterfaceError` (SQLite's "unable to open database file" and
-    "database is locked" among them), asyncpg's connection and shutdown errors wrapped in a
-    `DBAPIError`, and raw socket errors from connecting (refused, reset, unreachable, timeout).
+    Disconnects SQLAlchemy noticed (`connection_invalidated`), pool exhaustion, asyncpg's
+    connection and shutdown errors wrapped in a `DBAPIError`, SQLite's "unable to open database
+    file", "database is locked" and disk errors, and raw socket errors from connecting (refused,
+    reset, unreachable, timeout). Anything else the database refuses (a missing table, a syntax
+    error, a misused driver) is a bug: it stays a 500.
     """
     if isinstance(exc, sa_exc.DBAPIError):
-        if exc.connection_invalidated or isinstance(
-            exc, sa_exc.OperationalError | sa_exc.InterfaceError
-        ):
+        if exc.connection_invalidated:
+            return True
+        if isinstance(exc, sa_exc.OperationalError) and _is_sqlite_outage(exc.orig):
             return True
         return any(_is_driver_outage(cause) for cause in _causes(exc.orig))
     if isinstance(exc, sa_exc.DisconnectionError | sa_exc.TimeoutError):
@@ -161,6 +172,11 @@ def _causes(exc: BaseException | None) -> list[BaseException]:
         chain.append(exc)
         exc = exc.__cause__ or exc.__context__
     return chain
+
+
+def _is_sqlite_outage(exc: BaseException | None) -> bool:
+    message = str(exc).lower()
+    return any(sign in message for sign in _SQLITE_OUTAGES)
 
 
 def _is_driver_outage(exc: BaseException) -> bool:
