@@ -241,10 +241,13 @@ class ChargeRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    async def add(self, charge: CreditCharge) -> int:
-        self.session.add(charge)
-        await self.session.flush()
-        return charge.id
+    async def add(self, **values: Any) -> int:
+        """Insert a charge row (one statement, no ORM bookkeeping on the hot path); its id."""
+        charge_id = await self.session.scalar(
+            insert(CreditCharge).values(**values).returning(CreditCharge.id)
+        )
+        assert charge_id is not None
+        return int(charge_id)
 
     async def unsettled_for_key(self, user_id: int, key_hash: str) -> CreditCharge | None:
         """The newest charge under this client key that has no outcome yet."""

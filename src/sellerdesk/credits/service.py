@@ -22,7 +22,7 @@ from sellerdesk.credits.repository import (
 from sellerdesk.db import commit
 from sellerdesk.errors import NotFound, ServiceUnavailable
 from sellerdesk.kit.pagination import PageParams
-from sellerdesk.models import CreditCharge, CreditLedger, CreditPurchase, Payment, User
+from sellerdesk.models import CreditLedger, CreditPurchase, Payment, User
 from sellerdesk.models.base import utcnow
 
 log = structlog.get_logger(__name__)
@@ -176,17 +176,15 @@ async def charge(
     if entry is None:
         raise InsufficientCredits(await ledger.balance(user_id), cost)
     charge_id = await charges.add(
-        CreditCharge(
-            user_id=user_id,
-            entry_id=entry.id,
-            endpoint=endpoint,
-            codes=list(to_pay),
-            credits=cost,
-            idempotency_key=key_hash,
-            outcome="served" if served else None,
-            created_at=now,
-            settled_at=now if served else None,
-        )
+        user_id=user_id,
+        entry_id=entry.id,
+        endpoint=endpoint,
+        codes=list(to_pay),
+        credits=cost,
+        idempotency_key=key_hash,
+        outcome="served" if served else None,
+        created_at=now,
+        settled_at=now if served else None,
     )
     return Charge(user_id, endpoint, tuple(to_pay), cost, entry.balance_after, charge_id, now)
 
