@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 import httpx
 from fastapi import APIRouter, FastAPI
 from pydantic import Field, StringConstraints
 from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from sellerdesk.amazon.providers import LocalSource
+from sellerdesk.amazon.schemas import AsinProduct
 from sellerdesk.credits.metering import MeterDep
 from sellerdesk.errors import AppError
 from sellerdesk.kit.types import InputModel
 from sellerdesk.models import CreditAccount, CreditLedger
-from tests.factories import Account
+from tests.factories import Account, register
 
 Code = Annotated[str, StringConstraints(pattern=r"^[A-Z0-9]{10}$")]
 
@@ -71,6 +76,33 @@ async def paid_batch(body: BatchQuery, meter: MeterDep) -> dict[str, Any]:
     return {"results": results, "charged": charged}
 
 
+class GatedSource(LocalSource):
+    """The local source; the next `hold` product lookups wait at the gate, then run `then`.
+
+    `entered` is set once all of them are waiting there."""
+
+    def __init__(self) -> None:
+        self.hold = 0
+        self.entered = asyncio.Event()
+        self.gate = asyncio.Event()
+        self.then: Callable[[], Awaitable[None]] | None = None
+
+    def close_gate(self, lookups: int = 1) -> None:
+        self.hold, self.entered, self.gate = lookups, asyncio.Event(), asyncio.Event()
+
+    async def product(
+        self, session: AsyncSession, user_id: int, asin: str, marketplace: str
+    ) -> AsinProduct | None:
+        if self.hold > 0:
+            self.hold -= 1
+            if self.hold == 0:
+                self.entered.set()
+            await self.gate.wait()
+            if self.then is not None:
+                await self.then()
+        return await super().product(session, user_id, asin, marketplace)
+
+
 def mount_paid_test_routes(app: FastAPI) -> FastAPI:
     app.include_router(paid_test_router)
     return app
@@ -84,6 +116,25 @@ async def grant(
         json={"user_id": user_id, "amount": amount, "reason": reason},
         headers=admin.headers,
     )
+
+
+async def funded_with_mappings(
+    client: httpx.AsyncClient, admin: Account, credits: int, mappings: int = 5
+) -> Account:
+    """A new user granted `credits`, whose uploaded FBA inventory report maps FNSKU
+    X0000000n to ASIN B00000000n for n in 1..`mappings` (so the `local` source finds them)."""
+    user = await register(client)
+    assert (await grant(client, admin, user.id, credits)).status_code == 200
+    report = "sku\tfnsku\tasin\tproduct-name\n" + "\n".join(
+        f"SKU-{n}\tX0{n:08d}\tB0{n:08d}\tProduct {n}" for n in range(1, mappings + 1)
+    )
+    uploaded = await client.post(
+        "/api/v1/conversion/inventory-report",
+        files={"file": ("report.txt", report.encode(), "text/tab-separated-values")},
+        headers=user.headers,
+    )
+    assert uploaded.status_code == 200, uploaded.text
+    return user
 
 
 async def set_price(client: httpx.AsyncClient, admin: Account, endpoint: str, credits: int) -> None:

@@ -1,11 +1,11 @@
-"""The `sellerdesk` command: serve, migrate, seed, create-admin, worker, beat."""
+"""The `sellerdesk` command: serve, migrate, seed, create-admin, worker, beat, check."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import typer
 
@@ -160,3 +160,46 @@ def _need_broker(settings: Settings) -> None:
     if not settings.broker_url:
         typer.echo("CELERY_BROKER_URL is not set: jobs run inside the API process.", err=True)
         raise typer.Exit(code=2)
+
+
+@app.command()
+def check(
+    as_json: Annotated[
+        bool, typer.Option("--json", help="One JSON document instead of lines.")
+    ] = False,
+) -> None:
+    """Audit the database's invariants (stock, orders, credits, payments).
+
+    One line per violation and a summary; exit 1 when there is any, 0 when there is none, 2
+    when the database cannot be read.
+    """
+    import json
+
+    from sellerdesk.audit import audit
+    from sellerdesk.db import create_engine
+    from sellerdesk.errors import is_database_outage
+
+    settings = get_settings()
+    configure_logging(settings.LOG_LEVEL, json=settings.log_json)
+
+    async def run() -> Any:
+        engine = create_engine(settings)
+        try:
+            return await audit(engine, sweep_after_seconds=settings.CREDITS_SWEEP_AFTER_SECONDS)
+        finally:
+            await engine.dispose()
+
+    try:
+        report = asyncio.run(run())
+    except Exception as exc:
+        if not is_database_outage(exc):
+            raise
+        typer.echo(f"sellerdesk check: cannot read the database: {type(exc).__name__}", err=True)
+        raise typer.Exit(code=2) from exc
+    if as_json:
+        typer.echo(json.dumps(report.as_json(), indent=2))
+    else:
+        for violation in report.violations:
+            typer.echo(violation.line())
+        typer.echo(report.summary())
+    raise typer.Exit(code=0 if report.ok else 1)

@@ -100,6 +100,9 @@ class Settings(BaseSettings):
     AMAZON_NOT_FOUND_TTL_SECONDS: int = Field(default=300, ge=1)
     AMAZON_REPORT_MAX_BYTES: int = Field(default=10 * 1024 * 1024, ge=1024)
     CREDITS_REPEAT_WINDOW: int = Field(default=86_400, ge=0)  # seconds
+    # Crash safety of paid calls (issue 11): a charge whose call recorded no outcome (served or
+    # refunded) this long after it was taken is refunded by the sweep.
+    CREDITS_SWEEP_AFTER_SECONDS: int = Field(default=300, ge=1)
 
     SENTRY_DSN: str | None = None
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import errno
+import socket
 from typing import Any
 
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.exc import IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -102,6 +105,91 @@ class ServiceUnavailable(AppError):
     message = "A required service is unavailable; retry later."
 
 
+# Seconds a client is told to wait (`Retry-After`) while the database is unreachable.
+DATABASE_RETRY_AFTER_SECONDS = 5
+
+# Socket errors that mean "the server cannot be reached" (raised as-is by asyncpg's connect).
+_UNREACHABLE_ERRNOS = {
+    errno.ECONNREFUSED,
+    errno.ECONNRESET,
+    errno.ECONNABORTED,
+    errno.EHOSTUNREACH,
+    errno.ENETUNREACH,
+    errno.ENETDOWN,
+    errno.EHOSTDOWN,
+    errno.ETIMEDOUT,
+    errno.EPIPE,
+}
+# asyncpg's errors for a lost or refused connection (server shut down, starting, crashed).
+_DRIVER_OUTAGES = ("PostgresConnectionError", "OperatorInterventionError", "ConnectionError")
+
+
+# SQLite's messages for a database file it cannot use right now.
+_SQLITE_OUTAGES = (
+    "unable to open database",
+    "database is locked",
+    "disk i/o error",
+    "database or disk is full",
+    "readonly database",
+)
+
+
+class DatabaseUnavailable(ServiceUnavailable):
+    """The database cannot be reached (or lost the connection): 503 with `Retry-After`."""
+
+    message = "The database is unavailable; retry shortly."
+
+    def __init__(self) -> None:
+        super().__init__(
+            details={"retry_after": DATABASE_RETRY_AFTER_SECONDS},
+            headers={"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)},
+        )
+
+
+def is_database_outage(exc: BaseException) -> bool:
+    """Whether `exc` means the database is unreachable rather than that a statement was wrong.
+
+    Disconnects SQLAlchemy noticed (`connection_invalidated`), pool exhaustion, asyncpg's
+    connection and shutdown errors wrapped in a `DBAPIError`, SQLite's "unable to open database
+    file", "database is locked" and disk errors, and raw socket errors from connecting (refused,
+    reset, unreachable, timeout). Anything else the database refuses (a missing table, a syntax
+    error, a misused driver) is a bug: it stays a 500.
+    """
+    if isinstance(exc, sa_exc.DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        if isinstance(exc, sa_exc.OperationalError) and _is_sqlite_outage(exc.orig):
+            return True
+        return any(_is_driver_outage(cause) for cause in _causes(exc.orig))
+    if isinstance(exc, sa_exc.DisconnectionError | sa_exc.TimeoutError):
+        return True
+    return _is_socket_outage(exc)
+
+
+def _causes(exc: BaseException | None) -> list[BaseException]:
+    chain: list[BaseException] = []
+    while exc is not None and len(chain) < 10:
+        chain.append(exc)
+        exc = exc.__cause__ or exc.__context__
+    return chain
+
+
+def _is_sqlite_outage(exc: BaseException | None) -> bool:
+    message = str(exc).lower()
+    return any(sign in message for sign in _SQLITE_OUTAGES)
+
+
+def _is_driver_outage(exc: BaseException) -> bool:
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    return bool(names & set(_DRIVER_OUTAGES)) or _is_socket_outage(exc)
+
+
+def _is_socket_outage(exc: BaseException) -> bool:
+    if isinstance(exc, ConnectionError | TimeoutError | socket.gaierror):
+        return True
+    return isinstance(exc, OSError) and exc.errno in _UNREACHABLE_ERRNOS
+
+
 STATUS_CODES: dict[int, str] = {
     400: "bad_request",
     401: "not_authenticated",
@@ -172,9 +260,25 @@ async def _integrity_error(_: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _maybe_database_outage(request: Request, exc: Exception) -> JSONResponse:
+    """503 `service_unavailable` with `Retry-After` for a database outage; anything else is
+    raised on, to become a logged 500 in the middleware."""
+    if not is_database_outage(exc):
+        raise exc
+    log.warning(
+        "database_unavailable",
+        error=type(exc).__name__,
+        detail=str(getattr(exc, "orig", None) or exc)[:200],
+        path=request.url.path,
+    )
+    return await _app_error(request, DatabaseUnavailable())
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Route every error through the contract's shape (500s are rendered by the middleware)."""
     app.add_exception_handler(AppError, _app_error)
     app.add_exception_handler(IntegrityError, _integrity_error)
+    for outage in (sa_exc.DBAPIError, sa_exc.DisconnectionError, sa_exc.TimeoutError, OSError):
+        app.add_exception_handler(outage, _maybe_database_outage)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)

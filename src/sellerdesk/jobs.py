@@ -99,6 +99,11 @@ async def sweep_outbox(rt: Runtime) -> int:
     return len(ids)
 
 
+async def sweep_unsettled_charges(rt: Runtime) -> int:
+    """Refund paid calls' charges left without an outcome (a cancelled or crashed call)."""
+    return await credits_service.sweep_unsettled_charges(rt.sessionmaker, rt.settings)
+
+
 Job = Callable[[Runtime], Awaitable[int]]
 
 
@@ -114,6 +119,7 @@ SCHEDULE: tuple[PeriodicJob, ...] = (
     PeriodicJob("sweep_outbox", sweep_outbox, 30),
     PeriodicJob("expire_unpaid_orders", expire_unpaid_orders, 60),
     PeriodicJob("reconcile_payments", reconcile_payments, 120),
+    PeriodicJob("sweep_unsettled_charges", sweep_unsettled_charges, 60),
     PeriodicJob("purge_expired", purge_expired, 3600),
 )
 JOBS = {job.name: job for job in SCHEDULE}

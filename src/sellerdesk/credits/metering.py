@@ -1,10 +1,24 @@
 """The charge step every paid data route goes through.
 
 validate (FastAPI, before the route runs: a 422 is never charged) → rate limit (every valid
-call counts, free repeats included) → repeat window → atomic charge, committed in its own short
-transaction before the lookup (no account lock is ever held across an upstream call) → serve →
-on not-found or any failure the compensating `refund` entry in the same request, so the net
-charge is 0 and the ledger shows both entries.
+call counts, free repeats included) → repeat window → atomic charge with its `credit_charge`
+row, committed in its own short transaction before the lookup (no account lock is ever held
+across an upstream call) → serve → the outcome `served` recorded in the transaction that
+commits the answer (and the stored `Idempotency-Key` response) → on not-found or any failure
+the compensating `refund` entry in the same request, so the net charge is 0 and the ledger
+shows both entries.
+
+No charge is left without its compensation: when the refund itself fails (the database
+blinked) or the call never ends normally (`CancelledError`: worker stopped or killed mid-call),
+the charge keeps no outcome and `credits.service.sweep_unsettled_charges` refunds it once it
+is older than `CREDITS_SWEEP_AFTER_SECONDS`.
+
+With `Idempotency-Key` (the paid routes are `@idempotent`), one client key is charged at most
+once while it lives (24 h): the charge is keyed by it in the ledger, and a retry that takes over
+the key from an attempt that outlived `IDEMPOTENCY_LEASE_SECONDS` carries on with that
+attempt's charge instead of charging again (`X-Credits-Charged: 0`). A retry after a failure
+that was refunded is charged again (net: at most one charge per key); a replayed answer says
+`X-Credits-Charged: 0`.
 """
 
 from __future__ import annotations
@@ -23,6 +37,7 @@ from sellerdesk.credits.errors import InsufficientCredits
 from sellerdesk.credits.pricing import PriceBook, price_book
 from sellerdesk.db import SessionDep, commit
 from sellerdesk.errors import AppError, NotFound
+from sellerdesk.kit.idempotency import client_key
 from sellerdesk.kit.ratelimit import PaidCallLimits
 
 log = structlog.get_logger(__name__)
@@ -53,6 +68,7 @@ class Meter:
         session: SessionDep,
         payer: Payer,
     ) -> None:
+        self.request = request
         self.session: AsyncSession = session
         self.payer: PayerIdentity = payer
         self.response = response
@@ -86,8 +102,11 @@ class Meter:
                 unit_cost=cost,
                 repeat_window=self.repeat_window,
                 reference=code,
+                idempotency_key=client_key(self.request),
             )
             await commit(self.session)
+            # From here on the charge is committed: an exception gives it back at once, and a
+            # cancellation (BaseException, not caught) leaves it to the sweep.
             try:
                 result = await serve()
                 if result is None:
@@ -95,6 +114,7 @@ class Meter:
             except Exception as exc:
                 await self._give_back(charge, exc)
                 raise
+            await service.settle_served(self.session, charge)
             self._credit_headers(charge.credits, charge.balance)
             return result
         except AppError as exc:
@@ -129,6 +149,7 @@ class Meter:
             self.response.headers.update(self.headers)
 
     async def _charge_codes(self, endpoint: str, codes: Sequence[str]) -> service.Charge:
+        # Charged after the answer is computed, in the transaction that commits it: served.
         cost = await self.prices.cost(self.session, endpoint)
         unique = list(dict.fromkeys(codes))
         return await service.charge(
@@ -139,6 +160,8 @@ class Meter:
             unit_cost=cost,
             repeat_window=self.repeat_window,
             reference=f"batch: {len(unique)} codes found",
+            idempotency_key=client_key(self.request),
+            served=True,
         )
 
     async def _count_call(self) -> None:
@@ -146,20 +169,39 @@ class Meter:
         self.headers.update(quota.headers())
 
     async def _give_back(self, charge: service.Charge, exc: Exception) -> None:
-        """The compensating entry, committed before the error response goes out."""
-        if charge.entry_id is None:
+        """The compensating entry, committed before the error response goes out.
+
+        If it cannot be written (the database blinked), the charge keeps no outcome and the
+        sweep refunds it later: the credit is never lost, only late.
+        """
+        if charge.charge_id is None:
             self._credit_headers(0, charge.balance)
             return
         reason = exc.code if isinstance(exc, AppError) else "internal_error"
         try:
             # Whatever the failed lookup wrote is discarded, not committed with the refund.
             await self.session.rollback()
-            balance = await service.refund_charge(self.session, charge, reason)
+            balance = await service.refund_charge(self.session, charge.charge_id, reason)
+            if balance is None:  # already settled elsewhere (a retry under the key, the sweep)
+                balance = (await service.balance_of(self.session, charge.user_id)).balance
             await commit(self.session)
         except Exception:
-            log.exception("credit_refund_failed", user_id=charge.user_id, entry_id=charge.entry_id)
+            log.warning(
+                "credit_refund_left_to_sweep",
+                user_id=charge.user_id,
+                charge_id=charge.charge_id,
+                exc_info=True,
+            )
+            await self._rollback_quietly()
+            self.headers["X-Credits-Charged"] = "0"
             return
         self._credit_headers(0, balance)
+
+    async def _rollback_quietly(self) -> None:
+        try:
+            await self.session.rollback()
+        except Exception:
+            log.warning("rollback_failed", exc_info=True)
 
     def _error_headers(self, exc: AppError) -> None:
         if isinstance(exc, InsufficientCredits):

@@ -14,6 +14,7 @@ from sellerdesk.db import insert_for
 from sellerdesk.models import (
     CreditAccount,
     CreditAlert,
+    CreditCharge,
     CreditLedger,
     CreditPack,
     CreditPaidLookup,
@@ -136,9 +137,11 @@ class LedgerRepository:
         )
         return list(rows), int(total or 0)
 
-    async def has_key(self, idempotency_key: str) -> bool:
+    async def has_key(self, user_id: int, idempotency_key: str) -> bool:
         found = await self.session.scalar(
-            select(CreditLedger.id).where(CreditLedger.idempotency_key == idempotency_key)
+            select(CreditLedger.id).where(
+                CreditLedger.user_id == user_id, CreditLedger.idempotency_key == idempotency_key
+            )
         )
         return found is not None
 
@@ -227,6 +230,94 @@ class PaidLookupRepository:
             .execution_options(synchronize_session=False)
         )
         return int(getattr(result, "rowcount", 0) or 0)
+
+
+@dataclass(frozen=True, slots=True)
+class SettledCharge:
+    """A charge whose outcome this transaction just moved from NULL."""
+
+    id: int
+    user_id: int
+    entry_id: int
+    endpoint: str
+    codes: list[str]
+    credits: int
+    created_at: datetime
+
+
+class ChargeRepository:
+    """Paid calls' charges and their outcomes; an outcome moves once, from NULL."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def add(self, **values: Any) -> int:
+        """Insert a charge row (one statement, no ORM bookkeeping on the hot path); its id."""
+        charge_id = await self.session.scalar(
+            insert(CreditCharge).values(**values).returning(CreditCharge.id)
+        )
+        assert charge_id is not None
+        return int(charge_id)
+
+    async def unsettled_for_key(self, user_id: int, key_hash: str) -> CreditCharge | None:
+        """The newest charge under this client key that has no outcome yet."""
+        return await self.session.scalar(
+            select(CreditCharge)
+            .where(
+                CreditCharge.user_id == user_id,
+                CreditCharge.idempotency_key == key_hash,
+                CreditCharge.outcome.is_(None),
+            )
+            .order_by(CreditCharge.id.desc())
+            .limit(1)
+        )
+
+    async def count_for_key(self, user_id: int, key_hash: str) -> int:
+        value = await self.session.scalar(
+            select(func.count())
+            .select_from(CreditCharge)
+            .where(CreditCharge.user_id == user_id, CreditCharge.idempotency_key == key_hash)
+        )
+        return int(value or 0)
+
+    async def settle(self, charge_id: int, outcome: str) -> SettledCharge | None:
+        """Record `outcome` unless the charge already has one; the charge, or None."""
+        row = (
+            await self.session.execute(
+                update(CreditCharge)
+                .where(CreditCharge.id == charge_id, CreditCharge.outcome.is_(None))
+                .values(outcome=outcome, settled_at=utcnow())
+                .returning(
+                    CreditCharge.id,
+                    CreditCharge.user_id,
+                    CreditCharge.entry_id,
+                    CreditCharge.endpoint,
+                    CreditCharge.codes,
+                    CreditCharge.credits,
+                    CreditCharge.created_at,
+                )
+                .execution_options(synchronize_session=False)
+            )
+        ).first()
+        if row is None:
+            return None
+        return SettledCharge(
+            int(row[0]), int(row[1]), int(row[2]), row[3], list(row[4]), int(row[5]), row[6]
+        )
+
+    async def unsettled_before(self, cutoff: datetime, after_id: int, limit: int) -> list[int]:
+        """Ids of charges without an outcome created before `cutoff`, by id, after `after_id`."""
+        rows = await self.session.scalars(
+            select(CreditCharge.id)
+            .where(
+                CreditCharge.outcome.is_(None),
+                CreditCharge.created_at < cutoff,
+                CreditCharge.id > after_id,
+            )
+            .order_by(CreditCharge.id)
+            .limit(limit)
+        )
+        return list(rows)
 
 
 class CatalogRepository:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -13,14 +14,17 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from sellerdesk import events
+from sellerdesk.config import Settings
 from sellerdesk.credits import alerts
 from sellerdesk.credits.errors import BalanceWouldBeNegative, InsufficientCredits
 from sellerdesk.credits.repository import (
+    ChargeRepository,
     LedgerRepository,
     PaidLookupRepository,
     PurchaseRepository,
 )
-from sellerdesk.errors import NotFound
+from sellerdesk.db import commit
+from sellerdesk.errors import NotFound, ServiceUnavailable
 from sellerdesk.kit.pagination import PageParams
 from sellerdesk.models import CreditLedger, CreditPurchase, User
 from sellerdesk.models.base import utcnow
@@ -72,7 +76,7 @@ async def grant_once(
 ) -> bool:
     """Grant credits under a ledger idempotency key unless that key was used (for seeding)."""
     ledger = LedgerRepository(session)
-    if await ledger.has_key(key):
+    if await ledger.has_key(user_id, key):
         return False
     return (
         await ledger.apply(user_id, amount, kind="grant", reference=reason, idempotency_key=key)
@@ -82,18 +86,40 @@ async def grant_once(
 
 # --------------------------------------------------------------------------- charges
 
+SWEEP_BATCH = 200
+
+
+class ChargeSettledElsewhere(ServiceUnavailable):
+    """The call's charge was settled by someone else while it ran (the sweep refunded it after
+    CREDITS_SWEEP_AFTER_SECONDS, or a retry holding the same Idempotency-Key settled it)."""
+
+    message = "This call took too long and its charge was settled elsewhere; retry it."
+
+    def __init__(self) -> None:
+        super().__init__(headers={"Retry-After": "1"})
+
 
 @dataclass(frozen=True, slots=True)
 class Charge:
-    """What one paid call took: nothing for a free repeat, else one ledger entry."""
+    """What one paid call took.
+
+    `credits` is what this call charged (0 for a free repeat or when it carries on with the
+    charge an earlier attempt under the same Idempotency-Key made); `charge_id` is the charge
+    the call answers for (None when nothing was charged), whose outcome it must record.
+    """
 
     user_id: int
     endpoint: str
     codes: tuple[str, ...]
     credits: int
     balance: int
-    entry_id: int | None
+    charge_id: int | None
     paid_at: datetime
+
+
+def client_key_hash(idempotency_key: str) -> str:
+    """How a client's Idempotency-Key is kept next to the money: its sha256, hex."""
+    return hashlib.sha256(idempotency_key.encode()).hexdigest()
 
 
 async def charge(
@@ -105,55 +131,102 @@ async def charge(
     unit_cost: int,
     repeat_window: int,
     reference: str,
+    idempotency_key: str | None = None,
+    served: bool = False,
 ) -> Charge:
     """Charge `unit_cost` per code not already paid for within the repeat window.
 
-    402 (and nothing written once the caller rolls back) when the balance is short. The caller
-    commits this transaction on its own, before serving, so no lock outlives it.
+    402 (and nothing written once the caller rolls back) when the balance is short. With the
+    client's `idempotency_key`, a charge an earlier attempt under that key made and did not
+    settle (it is still running, or died) is carried on without charging again; otherwise the
+    new charge's ledger key is `charge:idem:<sha256 of the key>:<n>`, unique per account, n
+    counting the key's earlier charges (each refunded or from an expired key). `served` records
+    the outcome at once (the caller commits the answer in this same transaction); otherwise
+    the caller commits this transaction before serving and settles the charge afterwards.
     """
     now = utcnow()
     # Sorted: concurrent batches claim shared codes in one order, so they cannot deadlock.
     codes = tuple(sorted(set(codes)))
+    charges = ChargeRepository(session)
+    ledger = LedgerRepository(session)
+    key_hash = client_key_hash(idempotency_key) if idempotency_key else None
+    if key_hash is not None:
+        earlier = await charges.unsettled_for_key(user_id, key_hash)
+        if earlier is not None and earlier.endpoint == endpoint and earlier.codes == list(codes):
+            log.info("credit_charge_carried_on", user_id=user_id, charge_id=earlier.id)
+            balance = await ledger.balance(user_id)
+            return Charge(user_id, endpoint, (), 0, balance, earlier.id, earlier.created_at)
     if repeat_window > 0 and unit_cost > 0:
         cutoff = now - timedelta(seconds=repeat_window)
         to_pay = await PaidLookupRepository(session).claim(user_id, endpoint, codes, now, cutoff)
     else:
         to_pay = list(codes)
-    ledger = LedgerRepository(session)
     cost = unit_cost * len(to_pay)
     if cost == 0:
         return Charge(user_id, endpoint, (), 0, await ledger.balance(user_id), None, now)
+    if key_hash is not None:
+        ledger_key = f"charge:idem:{key_hash}:{await charges.count_for_key(user_id, key_hash)}"
+    else:
+        ledger_key = f"charge:{uuid.uuid4().hex}"
     entry = await ledger.apply(
         user_id,
         -cost,
         kind="charge",
         reference=reference,
         endpoint=endpoint,
-        idempotency_key=f"charge:{uuid.uuid4().hex}",
+        idempotency_key=ledger_key,
         spent=cost,
     )
     if entry is None:
         raise InsufficientCredits(await ledger.balance(user_id), cost)
     await alerts.after_charge(session, user_id, entry.balance_after + cost, entry.balance_after)
-    return Charge(user_id, endpoint, tuple(to_pay), cost, entry.balance_after, entry.id, now)
+    charge_id = await charges.add(
+        user_id=user_id,
+        entry_id=entry.id,
+        endpoint=endpoint,
+        codes=list(to_pay),
+        credits=cost,
+        idempotency_key=key_hash,
+        outcome="served" if served else None,
+        created_at=now,
+        settled_at=now if served else None,
+    )
+    return Charge(user_id, endpoint, tuple(to_pay), cost, entry.balance_after, charge_id, now)
 
 
-async def refund_charge(session: AsyncSession, charge: Charge, reason: str) -> int:
-    """Give a charge back (its lookup failed or found nothing); the balance after it."""
-    if charge.entry_id is None:
-        return await LedgerRepository(session).balance(charge.user_id)
+async def settle_served(session: AsyncSession, charge: Charge) -> None:
+    """Record that the call's answer was computed (in the transaction that commits it).
+
+    Raises `ChargeSettledElsewhere` (503) when the charge already has an outcome: the sweep
+    refunded it, or another attempt under the same key settled it; the answer is not given.
+    """
+    if charge.charge_id is None:
+        return
+    if await ChargeRepository(session).settle(charge.charge_id, "served") is None:
+        log.warning("credit_charge_settled_elsewhere", charge_id=charge.charge_id)
+        raise ChargeSettledElsewhere()
+
+
+async def refund_charge(session: AsyncSession, charge_id: int, reason: str) -> int | None:
+    """Give back a charge that has no outcome yet (its lookup failed or found nothing, or the
+    sweep found it abandoned), exactly once: the outcome moves by one conditional UPDATE and the
+    refund's ledger key `refund:{entry_id}` is unique. The balance after it, or None when the
+    charge was already settled (nothing changes)."""
+    settled = await ChargeRepository(session).settle(charge_id, "refunded")
+    if settled is None:
+        return None
     # Markers before the account row, the order a charge takes them in: no deadlock.
     await PaidLookupRepository(session).release(
-        charge.user_id, charge.endpoint, charge.codes, charge.paid_at
+        settled.user_id, settled.endpoint, settled.codes, settled.created_at
     )
     entry = await LedgerRepository(session).apply(
-        charge.user_id,
-        charge.credits,
+        settled.user_id,
+        settled.credits,
         kind="refund",
-        reference=f"refund of #{charge.entry_id}: {reason}",
-        endpoint=charge.endpoint,
-        idempotency_key=f"refund:{charge.entry_id}",
-        spent=-charge.credits,
+        reference=f"refund of #{settled.entry_id}: {reason}",
+        endpoint=settled.endpoint,
+        idempotency_key=f"refund:{settled.entry_id}",
+        spent=-settled.credits,
     )
     assert entry is not None  # a credit never fails the non-negative check
     return entry.balance_after
@@ -170,6 +243,36 @@ async def purge_paid_lookups(
     if purged:
         log.info("paid_lookups_purged", count=purged)
     return purged
+
+
+async def sweep_unsettled_charges(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    settings: Settings,
+    *,
+    now: datetime | None = None,
+) -> int:
+    """Refund every charge left without an outcome for CREDITS_SWEEP_AFTER_SECONDS (a periodic
+    job); how many it refunded. Each refund is its own short transaction and applies at most
+    once however many sweeps run at the same time."""
+    cutoff = (now or utcnow()) - timedelta(seconds=settings.CREDITS_SWEEP_AFTER_SECONDS)
+    refunded = 0
+    last_id = 0
+    while True:
+        async with sessionmaker() as session:
+            ids = await ChargeRepository(session).unsettled_before(cutoff, last_id, SWEEP_BATCH)
+            await session.commit()
+            for charge_id in ids:
+                last_id = charge_id
+                balance = await refund_charge(session, charge_id, "not settled in time")
+                await commit(session)
+                if balance is not None:
+                    refunded += 1
+                    log.warning("credit_charge_swept", charge_id=charge_id)
+        if len(ids) < SWEEP_BATCH:
+            break
+    if refunded:
+        log.info("credit_charges_swept", count=refunded)
+    return refunded
 
 
 # --------------------------------------------------------------------------- purchases

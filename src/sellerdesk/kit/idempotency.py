@@ -31,6 +31,14 @@ Semantics (per user and key, for 24 h):
   older than 24 h are treated as absent: the next request takes the key over. A request whose
   claim was taken over fails with 409 when it tries to store, and its work rolls back.
 
+Paid routes (`credits.metering`) commit their charge before the lookup, so charge and stored
+response cannot commit together; they compose through the key instead. The wrapper tells the
+route's work which key it runs under (`client_key(request)`); the meter keys the charge by it
+in the ledger (unique per account) and records the charge's outcome in the transaction that
+stores the response, so one key is charged at most once while it lives, also when a retry takes
+the key over from an attempt that outlived the lease (the retry carries on with that attempt's
+charge). A replay answers `X-Credits-Charged: 0`: the replay itself charged nothing.
+
 Only one connection per request: the request session's transaction (opened by the auth lookup)
 is committed before the claim, the claim is its own committed transaction, and the work starts
 a new one. SQLite never sees two transactions of one request at once.
@@ -64,6 +72,8 @@ log = structlog.get_logger(__name__)
 KEY_TTL = timedelta(hours=24)
 HEADER = "Idempotency-Key"
 REPLAY_HEADER = "Idempotent-Replayed"
+CHARGED_HEADER = "x-credits-charged"
+_STATE_KEY = "idempotency_key"
 # Headers a replay must repeat; hop-by-hop and per-request ones are left out.
 _SKIPPED_HEADERS = {"content-length", "date", "server", "set-cookie", "x-request-id"}
 
@@ -92,6 +102,9 @@ class StoredResponse:
         headers = dict(self.headers)
         if replayed:
             headers[REPLAY_HEADER] = "true"
+            for name in headers:
+                if name.lower() == CHARGED_HEADER:
+                    headers[name] = "0"  # the replay charged nothing
         return Response(content=self.body, status_code=self.status_code, headers=headers)
 
 
@@ -180,6 +193,12 @@ async def claim_key(
             )
         )
     raise IdempotencyConflict()
+
+
+def client_key(request: Request) -> str | None:
+    """The `Idempotency-Key` the current request's work runs under (None without one)."""
+    key: str | None = getattr(request.state, _STATE_KEY, None)
+    return key
 
 
 def _is_stale(row: IdempotencyKey, now: datetime, lease: timedelta) -> bool:
@@ -352,6 +371,7 @@ def _wrap(endpoint: Endpoint, *, user_param: str | None) -> Endpoint:
         claim = await claim_key(session, _caller_id(kwargs[caller]), key, fingerprint, lease=lease)
         if claim.replay is not None:
             return claim.replay.to_response(replayed=True)
+        setattr(request.state, _STATE_KEY, key)
         try:
             result = await endpoint(**kwargs)
             route = request.scope.get("route")

@@ -32,9 +32,14 @@ _DESCRIPTIONS = {
 }
 
 
+# Declared on every route that uses `errors()`: they all need the database, and while it is
+# unreachable they answer 503 `service_unavailable` with `Retry-After`.
+DEFAULT_CODES = (503,)
+
+
 def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
-    """`responses=` for a route: each code documented with the error model."""
+    """`responses=` for a route: each code (plus the default 503) with the error model."""
     return {
         code: {"model": ErrorResponse, "description": _DESCRIPTIONS.get(code, "Error")}
-        for code in codes
+        for code in dict.fromkeys((*codes, *DEFAULT_CODES))
     }

@@ -6,6 +6,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from sqlalchemy import (
+    JSON,
     BigInteger,
     Boolean,
     CheckConstraint,
@@ -15,6 +16,8 @@ from sqlalchemy import (
     Numeric,
     PrimaryKeyConstraint,
     String,
+    UniqueConstraint,
+    text,
     true,
 )
 from sqlalchemy.orm import Mapped, mapped_column
@@ -22,6 +25,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from sellerdesk.models.base import Base, BigId, IdMixin, TimestampMixin, UTCDateTime, utcnow
 
 LEDGER_KINDS = ("purchase", "charge", "refund", "grant", "adjustment")
+CHARGE_OUTCOMES = ("served", "refunded")
 
 
 class CreditAccount(Base):
@@ -40,7 +44,11 @@ class CreditAccount(Base):
 
 
 class CreditLedger(IdMixin, Base):
-    """Append-only: every change of a balance, with the balance right after it."""
+    """Append-only: every change of a balance, with the balance right after it.
+
+    `idempotency_key` is unique per account: an operation applied under a key (a purchase, the
+    refund of a charge, a paid call's client `Idempotency-Key`) lands at most once.
+    """
 
     __tablename__ = "credit_ledger"
     __table_args__ = (
@@ -49,6 +57,9 @@ class CreditLedger(IdMixin, Base):
         ),
         CheckConstraint("balance_after >= 0", name="balance_after_non_negative"),
         Index("ix_credit_ledger_user_id_id", "user_id", "id"),
+        UniqueConstraint(
+            "user_id", "idempotency_key", name="uq_credit_ledger_user_id_idempotency_key"
+        ),
     )
 
     user_id: Mapped[int] = mapped_column(
@@ -59,8 +70,51 @@ class CreditLedger(IdMixin, Base):
     kind: Mapped[str] = mapped_column(String(20), nullable=False)
     reference: Mapped[str | None] = mapped_column(String(255), nullable=True)
     endpoint: Mapped[str | None] = mapped_column(String(100), nullable=True)
-    idempotency_key: Mapped[str | None] = mapped_column(String(255), unique=True, nullable=True)
+    idempotency_key: Mapped[str | None] = mapped_column(String(255), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, nullable=False)
+
+
+class CreditCharge(IdMixin, Base):
+    """A paid call's charge and what became of it.
+
+    Written with the charge's ledger entry. `outcome` is NULL while the call runs, then moves
+    once, by one conditional UPDATE from NULL: `served` (the answer was computed and recorded,
+    in the same transaction as the stored `Idempotency-Key` response) or `refunded` (with its
+    `refund:{entry_id}` ledger entry, in the same transaction). A charge left NULL longer than
+    `CREDITS_SWEEP_AFTER_SECONDS` (its call crashed, was cancelled, or its refund failed) is
+    refunded by the sweep. `created_at` is also the `paid_at` of the repeat-window markers it
+    wrote, so a refund releases exactly those.
+    """
+
+    __tablename__ = "credit_charge"
+    __table_args__ = (
+        CheckConstraint("credits > 0", name="credits_positive"),
+        CheckConstraint("outcome IN ('served', 'refunded')", name="outcome_valid"),
+        CheckConstraint("(outcome IS NULL) = (settled_at IS NULL)", name="settled_with_outcome"),
+        Index("ix_credit_charge_user_id_idempotency_key", "user_id", "idempotency_key"),
+        # The sweep's scan: only unsettled charges, oldest first.
+        Index(
+            "ix_credit_charge_unsettled",
+            "created_at",
+            postgresql_where=text("outcome IS NULL"),
+            sqlite_where=text("outcome IS NULL"),
+        ),
+    )
+
+    user_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("user.id", ondelete="CASCADE"), nullable=False
+    )
+    entry_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("credit_ledger.id", ondelete="CASCADE"), unique=True, nullable=False
+    )
+    endpoint: Mapped[str] = mapped_column(String(100), nullable=False)
+    codes: Mapped[list[str]] = mapped_column(JSON, nullable=False)
+    credits: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    # sha256 (hex) of the client's Idempotency-Key when the call carried one.
+    idempotency_key: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    outcome: Mapped[str | None] = mapped_column(String(10), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    settled_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
 
 class CreditPack(IdMixin, TimestampMixin, Base):
