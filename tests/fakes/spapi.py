@@ -34,7 +34,7 @@ from typing import Any
 
 import uvicorn
 from fastapi import FastAPI, Form, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "spapi"
 
@@ -122,7 +122,8 @@ class FakeSpApi:
     hang_seconds: float = 0.0  # sleep this long before answering API calls
     rate_limit: str | None = "2.0"  # x-amzn-RateLimit-Limit sent on 200/400/404
     expires_in: int = 3600
-    replay: list[tuple[int, Any]] = field(default_factory=list)  # verbatim answers, in order
+    # Answers served as they are (bytes: byte for byte), in order, after the auth checks.
+    replay: list[tuple[int, Any]] = field(default_factory=list)
     calls: Counter[str] = field(default_factory=Counter)
     received: list[Call] = field(default_factory=list)
     tokens_issued: list[str] = field(default_factory=list)  # the region of each token exchange
@@ -170,7 +171,7 @@ def create_fake_app(fake: FakeSpApi, ports: dict[int, str]) -> FastAPI:
             if part
         ]
 
-    async def gate(request: Request, operation: str) -> JSONResponse | None:
+    async def gate(request: Request, operation: str) -> Response | None:
         """Recording, auth, region and the failure switches shared by every API operation."""
         region = ports[request.scope["server"][1]]
         token = request.headers.get("x-amz-access-token")
@@ -211,6 +212,10 @@ def create_fake_app(fake: FakeSpApi, ports: dict[int, str]) -> FastAPI:
             return _errors(500, "InternalFailure", "We encountered an internal error.")
         if fake.replay:
             status, body = fake.replay.pop(0)
+            if isinstance(body, bytes):  # an Amazon payload, byte for byte
+                return Response(
+                    body, status_code=status, media_type="application/json", headers=ok_headers()
+                )
             return JSONResponse(body, status_code=status, headers=ok_headers())
         return None
 
@@ -249,7 +254,7 @@ def create_fake_app(fake: FakeSpApi, ports: dict[int, str]) -> FastAPI:
         )
 
     @app.get("/catalog/2022-04-01/items/{asin}")
-    async def catalog_item(asin: str, request: Request) -> JSONResponse:
+    async def catalog_item(asin: str, request: Request) -> Response:
         refused = await gate(request, "catalog")
         if refused is not None:
             return refused
@@ -269,7 +274,7 @@ def create_fake_app(fake: FakeSpApi, ports: dict[int, str]) -> FastAPI:
         return JSONResponse(body, headers=ok_headers())
 
     @app.get("/fba/inventory/v1/summaries")
-    async def inventory_summaries(request: Request) -> JSONResponse:
+    async def inventory_summaries(request: Request) -> Response:
         refused = await gate(request, "inventory")
         if refused is not None:
             return refused
