@@ -4,7 +4,6 @@ verbatim from amzn/selling-partner-api-models), not against our fake's idea of t
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -17,10 +16,9 @@ from sellerdesk.amazon.spapi_source import (
     parse_catalog_item,
     parse_inventory_page,
 )
-from tests.conftest import AppFactory
 from tests.factories import register
 from tests.fakes.spapi import FIXTURES, FakeSpApi, catalog_item
-from tests.spapi_helpers import ASIN, FNSKU, asgi_client, spapi_settings
+from tests.spapi_helpers import ASIN, FNSKU
 
 pytest_plugins = ["tests.spapi_fixtures"]
 pytestmark = pytest.mark.usefixtures("free_data_calls")
@@ -116,19 +114,12 @@ def test_inventory_sandbox_page_parses_and_its_repeated_fnsku_answers_one_sku() 
     assert table["B00T9QONN6"]["skus"] == ["Silicon Power 32GB"]
 
 
-@pytest.fixture
-async def client(make_app: AppFactory, spapi: FakeSpApi) -> AsyncIterator[httpx.AsyncClient]:
-    app = await make_app(**spapi_settings(spapi, SPAPI_DEFAULT_RATE=50.0))
-    async with asgi_client(app) as client:
-        yield client
-
-
 async def test_amazons_catalog_example_served_verbatim_answers_the_lookup(
-    client: httpx.AsyncClient, spapi: FakeSpApi
+    fast_client: httpx.AsyncClient, spapi: FakeSpApi
 ) -> None:
     spapi.replay = [(200, (FIXTURES / "catalog_item_200_example.json").read_bytes())]
-    account = await register(client)
-    response = await client.post(ASIN, headers=account.headers, json={"asin": "B07N4M94X4"})
+    account = await register(fast_client)
+    response = await fast_client.post(ASIN, headers=account.headers, json={"asin": "B07N4M94X4"})
     assert response.status_code == 200, response.text
     body = response.json()
     assert (body["title"], body["brand"], body["price"]) == (SAMSUNG_TV, "SAMSUNG", "3799.99")
@@ -136,28 +127,28 @@ async def test_amazons_catalog_example_served_verbatim_answers_the_lookup(
 
 
 async def test_amazons_catalog_400_is_a_502_with_amazons_reason_and_is_not_cached(
-    client: httpx.AsyncClient, spapi: FakeSpApi
+    fast_client: httpx.AsyncClient, spapi: FakeSpApi
 ) -> None:
     spapi.catalog["B07N4M94X4"] = catalog_item("B07N4M94X4")
     spapi.replay = [(400, amazon_json("catalog_item_sandbox_400.json")["response"])]
-    account = await register(client)
-    refused = await client.post(ASIN, headers=account.headers, json={"asin": "B07N4M94X4"})
+    account = await register(fast_client)
+    refused = await fast_client.post(ASIN, headers=account.headers, json={"asin": "B07N4M94X4"})
     assert refused.status_code == 502
     assert refused.json()["error"] == "upstream_unavailable"
     assert "missing or invalid parameters" in refused.json()["message"]
     assert spapi.calls["catalog"] == 1  # a 400 is not retried
-    served = await client.post(ASIN, headers=account.headers, json={"asin": "B07N4M94X4"})
+    served = await fast_client.post(ASIN, headers=account.headers, json={"asin": "B07N4M94X4"})
     assert served.status_code == 200
 
 
 async def test_amazons_inventory_page_served_verbatim_resolves_its_fnskus(
-    client: httpx.AsyncClient, spapi: FakeSpApi
+    fast_client: httpx.AsyncClient, spapi: FakeSpApi
 ) -> None:
     page = json.loads((FIXTURES / "inventory_summaries_sandbox_200.json").read_text())
     last_page = {"payload": {"inventorySummaries": []}, "pagination": {}}
     spapi.replay = [(200, page["response"]), (200, last_page)]
-    account = await register(client)
-    response = await client.post(FNSKU, headers=account.headers, json={"fnsku": "b0020mlk00"})
+    account = await register(fast_client)
+    response = await fast_client.post(FNSKU, headers=account.headers, json={"fnsku": "b0020mlk00"})
     assert response.status_code == 200, response.text
     assert response.json() == {
         "fnsku": "B0020MLK00",
@@ -171,12 +162,12 @@ async def test_amazons_inventory_page_served_verbatim_resolves_its_fnskus(
 
 
 async def test_amazons_inventory_500_exhausting_the_retries_is_a_502(
-    client: httpx.AsyncClient, spapi: FakeSpApi
+    fast_client: httpx.AsyncClient, spapi: FakeSpApi
 ) -> None:
     failure = amazon_json("inventory_summaries_sandbox_500.json")["response"]
     spapi.replay = [(500, failure)] * 4  # the first try and SPAPI_MAX_RETRIES=3 retries
-    account = await register(client)
-    response = await client.post(FNSKU, headers=account.headers, json={"fnsku": "B0020MLK00"})
+    account = await register(fast_client)
+    response = await fast_client.post(FNSKU, headers=account.headers, json={"fnsku": "B0020MLK00"})
     assert response.status_code == 502
     assert "InternalFailure" in response.json()["message"]
     assert spapi.calls["inventory"] == 4

@@ -27,7 +27,7 @@ pytest_plugins = ["tests.spapi_fixtures"]
 ROOT = Path(__file__).resolve().parent.parent
 # Arrivals at the fake drift from the pacer's slots by a few milliseconds (and more on a busy
 # machine); the bound below allows this much drift.
-JITTER = 0.15
+JITTER = 0.25
 
 
 def assert_within_bucket(arrivals: Sequence[float], rate: float, burst: int) -> None:
@@ -201,7 +201,7 @@ async def test_the_shared_bucket_reserves_slots_and_refuses_beyond_the_wait(
     assert 0.3 <= waits[2] <= 0.5  # the third call waits for the next half second
     assert 0.7 < waits[3] <= 1.0  # the fourth would wait a second: refused, nothing reserved
     with pytest.raises(QuotaExhausted) as refused:
-        await pacer.wait("seller", "op", budget=0.8)
+        await pacer.wait("seller", "op", budget=0.6)
     assert refused.value.headers == {"Retry-After": "1"}
     # Another seller, or another operation, has a bucket of its own.
     assert await shared.reserve("other:op", 0.5, 2, 0) == (True, 0.0)

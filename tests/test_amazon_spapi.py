@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
 from collections.abc import AsyncIterator
 
 import httpx
@@ -143,14 +142,6 @@ async def test_unknown_asin_is_404_and_briefly_remembered(
         assert response.status_code == 404
         assert response.json()["error"] == "not_found"
     assert spapi.calls["catalog"] == 1
-
-
-@pytest.fixture
-async def fast_client(make_app: AppFactory, spapi: FakeSpApi) -> AsyncIterator[httpx.AsyncClient]:
-    """A seller allowed 50 calls/s, so retry tests do not wait on the 2/s default pace."""
-    app = await make_app(**spapi_settings(spapi, SPAPI_DEFAULT_RATE=50.0))
-    async with asgi_client(app) as client:
-        yield client
 
 
 async def test_throttled_twice_then_served(
@@ -373,10 +364,10 @@ async def test_calls_are_spaced_to_the_rate_amazon_reports(
     for code in codes:
         response = await sp_client.post(ASIN, headers=account.headers, json={"asin": code})
         assert response.status_code == 200
-    arrivals = [call.at for call in spapi.received][2:]
-    gaps = [later - earlier for earlier, later in itertools.pairwise(arrivals)]
-    # Once Amazon has said 10/s the calls keep 0.1 s apart, not the default 2/s (0.5 s).
-    assert all(0.09 <= gap < 0.45 for gap in gaps), gaps
+    later = [call.at for call in spapi.received][2:]
+    # Once Amazon has said 10/s the last four calls keep 0.1 s apart: 0.3 s from first to last
+    # (a little less when one arrives late), where the default 2/s would take 1.5 s.
+    assert 0.25 <= later[-1] - later[0] < 1.2, later
 
 
 async def test_token_is_refreshed_30_seconds_before_it_expires(
