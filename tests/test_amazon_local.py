@@ -116,7 +116,7 @@ async def test_invalid_codes_are_422_validation_error(client: httpx.AsyncClient)
     bad = [
         (ASIN, {"asin": "0306406153"}),
         (ASIN, {"asin": "B1EXAMPLE1"}),
-        (ASIN, {"asin": "B0EXAMPLE1", "marketplace": "BR"}),
+        (ASIN, {"asin": "B0EXAMPLE1", "marketplace": "XX"}),
         (ASIN, {}),
         (FNSKU, {"fnsku": "X1EXAMPLE1"}),
         (FNSKU, {"fnsku": "X0EX\u0000MPLE"}),
@@ -155,6 +155,7 @@ async def test_uploaded_csv_report_feeds_fnsku_conversion(client: httpx.AsyncCli
         "fnsku": "X00EXAMPL1",
         "asin": "B0EXAMPLE1",
         "sku": "WB-750",
+        "skus": ["WB-750"],
         "title": "Acme Bottle, 750 ml",
         "source": "inventory_report",
     }
@@ -310,6 +311,7 @@ async def test_stickerless_fnsku_of_a_catalog_product_is_its_asin(
         "fnsku": "B0STICKER2",
         "asin": "B0STICKER2",
         "sku": "ST-2",
+        "skus": ["ST-2"],
         "title": "Stickerless 2",
         "source": "catalog",
     }

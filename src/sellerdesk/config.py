@@ -8,6 +8,8 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from sellerdesk.amazon.identifiers import Marketplace
+
 DEFAULT_SECRET_KEY = "dev-secret-key-change-me-in-production-0123456789"  # noqa: S105
 
 Environment = Literal["development", "test", "staging", "production"]
@@ -81,11 +83,9 @@ class Settings(BaseSettings):
     STRIPE_PAYMENT_METHOD_TYPES: Annotated[list[str], NoDecode] = ["card"]
 
     AMAZON_PROVIDER: Literal["local", "sp-api"] = "local"
-    SPAPI_REFRESH_TOKEN: str | None = None
     SPAPI_CLIENT_ID: str | None = None
     SPAPI_CLIENT_SECRET: str | None = None
     SPAPI_LWA_URL: str = "https://api.amazon.com/auth/o2/token"
-    SPAPI_ENDPOINT: str = "https://sellingpartnerapi-na.amazon.com"
     SPAPI_SELLER_ID: str | None = None
     SPAPI_TIMEOUT_SECONDS: float = Field(default=10.0, gt=0)
     SPAPI_MAX_RETRIES: int = Field(default=4, ge=0)
@@ -94,11 +94,27 @@ class Settings(BaseSettings):
     # answers are remembered, which marketplace's FBA inventory resolves FNSKUs, upload cap.
     SPAPI_BACKOFF_SECONDS: float = Field(default=1.0, ge=0)  # first retry wait; doubles each try
     SPAPI_BACKOFF_MAX_SECONDS: float = Field(default=30.0, ge=0)
-    SPAPI_INVENTORY_MARKETPLACE: Literal[
-        "US", "CA", "MX", "UK", "DE", "FR", "IT", "ES", "JP", "AU"
-    ] = "US"
+    SPAPI_INVENTORY_MARKETPLACE: Marketplace = "US"  # any code of amazon/regions.py
     AMAZON_NOT_FOUND_TTL_SECONDS: int = Field(default=300, ge=1)
     AMAZON_REPORT_MAX_BYTES: int = Field(default=10 * 1024 * 1024, ge=1024)
+    # SP-API regions and quotas (issue 17). A refresh token per selling region (a seller
+    # authorises the application once per region); SPAPI_REFRESH_TOKEN and SPAPI_ENDPOINT are the
+    # North America ones, kept for compatibility. Endpoints default to Amazon's regional hosts.
+    SPAPI_NA_REFRESH_TOKEN: str | None = None
+    SPAPI_EU_REFRESH_TOKEN: str | None = None
+    SPAPI_FE_REFRESH_TOKEN: str | None = None
+    SPAPI_REFRESH_TOKEN: str | None = None  # alias of SPAPI_NA_REFRESH_TOKEN
+    SPAPI_NA_ENDPOINT: str | None = None
+    SPAPI_EU_ENDPOINT: str | None = None
+    SPAPI_FE_ENDPOINT: str | None = None
+    SPAPI_ENDPOINT: str | None = None  # alias of SPAPI_NA_ENDPOINT
+    # Each (seller, operation) is paced to Amazon's rate (x-amzn-RateLimit-Limit once seen, else
+    # these defaults: Catalog Items and FBA Inventory allow 2 requests/s, burst 2), shared across
+    # processes through Redis when REDIS_URL is set. A call waits at most SPAPI_MAX_WAIT_SECONDS
+    # for quota (retries and 429 back-offs included), then answers 503 with Retry-After.
+    SPAPI_DEFAULT_RATE: float = Field(default=2.0, gt=0)
+    SPAPI_DEFAULT_BURST: int = Field(default=2, ge=1)
+    SPAPI_MAX_WAIT_SECONDS: float = Field(default=2.0, ge=0)
     CREDITS_REPEAT_WINDOW: int = Field(default=86_400, ge=0)  # seconds
     # Crash safety of paid calls (issue 11): a charge whose call recorded no outcome (served or
     # refunded) this long after it was taken is refunded by the sweep.
@@ -167,6 +183,17 @@ class Settings(BaseSettings):
             )
         if self.ENVIRONMENT != "development" and len(self.SECRET_KEY) < 32:
             raise ValueError("SECRET_KEY must be at least 32 characters outside development")
+        return self
+
+    @model_validator(mode="after")
+    def _refuse_conflicting_spapi_aliases(self) -> Settings:
+        for alias, name in (
+            ("SPAPI_REFRESH_TOKEN", "SPAPI_NA_REFRESH_TOKEN"),
+            ("SPAPI_ENDPOINT", "SPAPI_NA_ENDPOINT"),
+        ):
+            first, second = getattr(self, alias), getattr(self, name)
+            if first is not None and second is not None and first != second:
+                raise ValueError(f"{alias} is an alias of {name}: set one of them, not both")
         return self
 
     @property

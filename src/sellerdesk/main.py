@@ -130,7 +130,7 @@ async def _open(app: FastAPI, settings: Settings) -> None:
         else None
     )
     app.state.cache = create_cache(app.state.redis, settings.REDIS_KEY_PREFIX)
-    app.state.amazon = create_source(settings, app.state.cache)
+    app.state.amazon = create_source(settings, app.state.cache, app.state.redis)
     storage = create_storage(settings.REDIS_URL, key_prefix=f"{settings.REDIS_KEY_PREFIX}:limits")
     app.state.limiter = Limiter(storage)
     app.state.auth = AuthContext(

@@ -1,14 +1,26 @@
 """A local fake of Amazon's LWA token service and the SP-API operations sellerdesk calls.
 
-`serve_fake()` runs it with uvicorn on 127.0.0.1 (a free port) in a background thread and yields
-a `FakeSpApi` whose attributes steer it (`throttle`, `fail`, `hang_seconds`, ...) and count calls.
-Shapes follow /work/shared/SPAPI.md: bare `Item` bodies, `{"errors": [...]}` on failure,
-`{payload, pagination.nextToken}` for inventory summaries.
+`serve_fake()` runs it with uvicorn on 127.0.0.1 in a background thread and yields a `FakeSpApi`
+whose attributes steer it (`throttle`, `fail`, `deny`, `hang_seconds`, ...) and record calls.
+
+It behaves like Amazon where our client could get Amazon wrong (bodies as Amazon sends them,
+see tests/fixtures/spapi/ and the SP-API reference):
+- one fake serves the three selling regions, each on its own port (`urls["NA"|"EU"|"FE"]`; the
+  port plays the host): a refresh token is valid in one region only, its access tokens work on
+  that region's host only, and a marketplace of another region is refused with Amazon's 403
+  "The marketplaces you provided are not valid for region.";
+- the token checks answer Amazon's 403 bodies (expired / revoked, malformed or invalid / missing);
+- `getCatalogItem` returns only the datasets named in `includedData` (default `summaries`) and
+  answers an unknown dataset with Amazon's 400;
+- `getInventorySummaries` pages with opaque `nextToken`s that expire after 30 s, and its default
+  inventory is Amazon's sandbox page, where one FNSKU is on two SKUs;
+- 200/400/404 carry `x-amzn-RateLimit-Limit` (`2.0` by default), 429s (Amazon's body) do not.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import secrets
 import socket
 import threading
@@ -17,51 +29,131 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import uvicorn
 from fastapi import FastAPI, Form, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "spapi"
 
 CLIENT_ID = "amzn1.application-oa2-client.test"
 CLIENT_SECRET = "fake-client-secret"
-REFRESH_TOKEN = "Atzr|fake-refresh-token"
+REFRESH_TOKEN = "Atzr|fake-refresh-token"  # the North America seller's
+EU_REFRESH_TOKEN = "Atzr|fake-refresh-token-eu"
+FE_REFRESH_TOKEN = "Atzr|fake-refresh-token-fe"
+REFRESH_TOKENS = {"NA": REFRESH_TOKEN, "EU": EU_REFRESH_TOKEN, "FE": FE_REFRESH_TOKEN}
 US = "ATVPDKIKX0DER"
+DE = "A1PA6795UKMFR9"
+JP = "A1VC38T7YXB528"
+
+REGIONS = ("NA", "EU", "FE")
+REGION_MARKETPLACES = {
+    "NA": {"A2EUQ1WTGCTBG2", US, "A1AM78C64UM0Y8", "A2Q3Y263D00KWC"},
+    "EU": {
+        "A28R8C7NBKEWEA", "A1RKKUPIHCS9HS", "A1F83G8C2ARO7P", "A13V1IB3VIYZZH", "AMEN7PMS3EDWL",
+        "A1805IZSGTT6HS", DE, "APJ6JRA9NG5V4", "A2NODRKZP88ZB9", "AE08WJ6YKNBMC",
+        "A1C3SOZRARQ6R3", "ARBP9OOSHTCHU", "A33AVAJ2PDY3EV", "A17E79C6D8DWNP", "A2VIGQ35RCS4UG",
+        "A21TJRUUN4KGV",
+    },
+    "FE": {"A19VAU5U5O7RUS", "A39IBJ37TRP1C6", JP},
+}  # fmt: skip
+CATALOG_DATASETS = {
+    "attributes", "classifications", "dimensions", "identifiers", "images", "productTypes",
+    "relationships", "salesRanks", "summaries", "vendorDetails",
+}  # fmt: skip
+
+DENIED = "Access to requested resource is denied."
+TOKEN_EXPIRED = "The access token you provided has expired."
+TOKEN_INVALID = "The access token you provided is revoked, malformed or invalid."
+TOKEN_MISSING = "Access token is missing in the request header."
+WRONG_REGION = "The marketplaces you provided are not valid for region."
+BAD_PARAMETERS = "Request has missing or invalid parameters and cannot be parsed."
+QUOTA_EXCEEDED = "You exceeded your quota for the requested resource."
+NEXT_TOKEN_TTL = 30.0
 
 
-def _errors(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Any:
+def fixture(name: str) -> Any:
+    """One of Amazon's example payloads vendored under tests/fixtures/spapi/."""
+    return json.loads((FIXTURES / name).read_text(encoding="utf-8"))
+
+
+def sandbox_inventory() -> list[dict[str, Any]]:
+    """Amazon's sandbox inventory page: FNSKU B0020MLK00 is on two SKUs."""
+    response = fixture("inventory_summaries_sandbox_200.json")["response"]
+    summaries: list[dict[str, Any]] = response["payload"]["inventorySummaries"]
+    return summaries
+
+
+def _errors(
+    status: int, code: str, message: str, details: str = "", headers: dict[str, str] | None = None
+) -> JSONResponse:
     return JSONResponse(
-        {"errors": [{"code": code, "message": message, "details": ""}]},
+        {"errors": [{"code": code, "message": message, "details": details}]},
         status_code=status,
         headers={"x-amzn-RequestId": secrets.token_hex(8), **(headers or {})},
     )
 
 
 @dataclass
-class FakeSpApi:
-    """The fake's state; tests set the switches and read the counters."""
+class Call:
+    """One API call the fake received."""
 
-    base_url: str = ""
+    region: str
+    host: str
+    operation: str
+    token_region: str | None
+    params: dict[str, list[str]]
+    at: float  # time.monotonic() on arrival
+
+
+@dataclass
+class FakeSpApi:
+    """The fake's state; tests set the switches and read the records."""
+
+    urls: dict[str, str] = field(default_factory=dict)
     catalog: dict[str, dict[str, Any]] = field(default_factory=dict)
-    inventory: list[dict[str, Any]] = field(default_factory=list)
-    page_size: int = 2
+    inventory: list[dict[str, Any]] = field(default_factory=sandbox_inventory)
+    page_size: int = 50
     throttle: int = 0  # answer 429 this many times before serving again
     fail: int = 0  # answer 500 this many times before serving again
+    deny: str | None = None  # "role" or "region": answer that non-token 403 to every call
     hang_seconds: float = 0.0  # sleep this long before answering API calls
-    rate_limit: str | None = "100.0"  # x-amzn-RateLimit-Limit sent on 200/400/404
+    rate_limit: str | None = "2.0"  # x-amzn-RateLimit-Limit sent on 200/400/404
     expires_in: int = 3600
+    # Answers served as they are (bytes: byte for byte), in order, after the auth checks.
+    replay: list[tuple[int, Any]] = field(default_factory=list)
     calls: Counter[str] = field(default_factory=Counter)
-    issued: set[str] = field(default_factory=set)
+    received: list[Call] = field(default_factory=list)
+    tokens_issued: list[str] = field(default_factory=list)  # the region of each token exchange
+    issued: dict[str, str] = field(default_factory=dict)  # valid access token → its region
+    expired: set[str] = field(default_factory=set)
+    pages: dict[str, tuple[int, float]] = field(default_factory=dict)  # nextToken → offset, time
     last_params: dict[str, list[str]] = field(default_factory=dict)
     last_headers: dict[str, str] = field(default_factory=dict)
 
+    @property
+    def base_url(self) -> str:
+        """The North America host (what `SPAPI_ENDPOINT`, the NA alias, points at)."""
+        return self.urls["NA"]
+
+    @property
+    def lwa_url(self) -> str:
+        return f"{self.urls['NA']}/auth/o2/token"
+
+    def expire_tokens(self) -> None:
+        """Every access token issued so far is now expired (Amazon answers 403 "expired")."""
+        self.expired.update(self.issued)
+        self.issued.clear()
+
     def reset(self) -> None:
-        base_url = self.base_url
+        urls = self.urls
         self.__init__()  # type: ignore[misc]
-        self.base_url = base_url
+        self.urls = urls
 
 
-def create_fake_app(fake: FakeSpApi) -> FastAPI:
+def create_fake_app(fake: FakeSpApi, ports: dict[int, str]) -> FastAPI:
     app = FastAPI()
 
     def ok_headers() -> dict[str, str]:
@@ -70,32 +162,62 @@ def create_fake_app(fake: FakeSpApi) -> FastAPI:
             headers["x-amzn-RateLimit-Limit"] = fake.rate_limit
         return headers
 
-    async def gate(request: Request, name: str) -> JSONResponse | None:
-        """Counting, auth and the failure switches shared by every API operation."""
-        fake.calls[name] += 1
-        fake.last_params = {k: request.query_params.getlist(k) for k in request.query_params}
-        fake.last_headers = dict(request.headers)
-        if fake.hang_seconds:
-            await asyncio.sleep(fake.hang_seconds)
-        if request.headers.get("x-amz-access-token") not in fake.issued:
-            return _errors(403, "Unauthorized", "Access to requested resource is denied.")
-        if fake.throttle > 0:
-            fake.throttle -= 1
-            return _errors(
-                429, "QuotaExceeded", "You exceeded your quota for the requested resource."
-            )
-        if fake.fail > 0:
-            fake.fail -= 1
-            return _errors(500, "InternalFailure", "We encountered an internal error.")
-        return None
-
-    def marketplace_ids(request: Request) -> list[str]:
+    def listed(request: Request, name: str) -> list[str]:
+        """A comma-delimited list parameter, also accepted as repeated keys."""
         return [
             part
-            for value in request.query_params.getlist("marketplaceIds")
+            for value in request.query_params.getlist(name)
             for part in value.split(",")
             if part
         ]
+
+    async def gate(request: Request, operation: str) -> Response | None:
+        """Recording, auth, region and the failure switches shared by every API operation."""
+        region = ports[request.scope["server"][1]]
+        token = request.headers.get("x-amz-access-token")
+        fake.calls[operation] += 1
+        fake.last_params = {k: request.query_params.getlist(k) for k in request.query_params}
+        fake.last_headers = dict(request.headers)
+        fake.received.append(
+            Call(
+                region=region,
+                host=request.headers.get("host", ""),
+                operation=operation,
+                token_region=fake.issued.get(token or ""),
+                params=fake.last_params,
+                at=time.monotonic(),
+            )
+        )
+        if fake.hang_seconds:
+            await asyncio.sleep(fake.hang_seconds)
+        if not token:
+            return _errors(403, "Unauthorized", DENIED, TOKEN_MISSING)
+        if token in fake.expired:
+            return _errors(403, "Unauthorized", DENIED, TOKEN_EXPIRED)
+        if token not in fake.issued:
+            return _errors(403, "Unauthorized", DENIED, TOKEN_INVALID)
+        if fake.issued[token] != region or fake.deny == "role":
+            # The seller did not authorise this application here, or it lacks the role.
+            return _errors(403, "Unauthorized", DENIED)
+        if fake.deny == "region" or any(
+            marketplace not in REGION_MARKETPLACES[region]
+            for marketplace in listed(request, "marketplaceIds")
+        ):
+            return _errors(403, "Unauthorized", DENIED, WRONG_REGION)
+        if fake.throttle > 0:
+            fake.throttle -= 1
+            return _errors(429, "QuotaExceeded", QUOTA_EXCEEDED)
+        if fake.fail > 0:
+            fake.fail -= 1
+            return _errors(500, "InternalFailure", "We encountered an internal error.")
+        if fake.replay:
+            status, body = fake.replay.pop(0)
+            if isinstance(body, bytes):  # an Amazon payload, byte for byte
+                return Response(
+                    body, status_code=status, media_type="application/json", headers=ok_headers()
+                )
+            return JSONResponse(body, status_code=status, headers=ok_headers())
+        return None
 
     @app.post("/auth/o2/token")
     async def token(
@@ -109,10 +231,19 @@ def create_fake_app(fake: FakeSpApi) -> FastAPI:
             return JSONResponse({"error": "unsupported_grant_type"}, status_code=400)
         if (client_id, client_secret) != (CLIENT_ID, CLIENT_SECRET):
             return JSONResponse({"error": "invalid_client"}, status_code=401)
-        if refresh_token != REFRESH_TOKEN:
-            return JSONResponse({"error": "invalid_grant"}, status_code=400)
+        region = next((r for r, t in REFRESH_TOKENS.items() if t == refresh_token), None)
+        if region is None:
+            return JSONResponse(
+                {
+                    "error": "invalid_grant",
+                    "error_description": "The request has an invalid grant parameter : "
+                    "refresh_token. User may have revoked or didn't grant the permission.",
+                },
+                status_code=400,
+            )
         access = f"Atza|{secrets.token_urlsafe(32)}"
-        fake.issued.add(access)
+        fake.issued[access] = region
+        fake.tokens_issued.append(region)
         return JSONResponse(
             {
                 "access_token": access,
@@ -123,50 +254,57 @@ def create_fake_app(fake: FakeSpApi) -> FastAPI:
         )
 
     @app.get("/catalog/2022-04-01/items/{asin}")
-    async def catalog_item(asin: str, request: Request) -> JSONResponse:
+    async def catalog_item(asin: str, request: Request) -> Response:
         refused = await gate(request, "catalog")
         if refused is not None:
             return refused
-        ids = marketplace_ids(request)
-        if not ids:
-            return _errors(400, "InvalidInput", "Missing required 'marketplaceIds'.", ok_headers())
+        ids = listed(request, "marketplaceIds")
+        datasets = listed(request, "includedData") or ["summaries"]
+        if not ids or not set(datasets) <= CATALOG_DATASETS:
+            return _errors(400, "InvalidInput", BAD_PARAMETERS, headers=ok_headers())
         item = fake.catalog.get(asin)
         if item is None:
             return _errors(
                 404,
                 "NOT_FOUND",
                 f"Requested item, {asin}, not found in marketplace(s) {','.join(ids)}.",
-                ok_headers(),
+                headers=ok_headers(),
             )
-        return JSONResponse(item, headers=ok_headers())
+        body = {"asin": item["asin"], **{k: v for k, v in item.items() if k in datasets}}
+        return JSONResponse(body, headers=ok_headers())
 
     @app.get("/fba/inventory/v1/summaries")
-    async def inventory_summaries(request: Request) -> JSONResponse:
+    async def inventory_summaries(request: Request) -> Response:
         refused = await gate(request, "inventory")
         if refused is not None:
             return refused
         params = request.query_params
-        ids = marketplace_ids(request)
+        ids = listed(request, "marketplaceIds")
         if (
             params.get("granularityType") != "Marketplace"
             or not params.get("granularityId")
-            or not ids
+            or len(ids) != 1
         ):
-            return _errors(
-                400,
-                "InvalidInput",
-                "granularityType, granularityId and marketplaceIds are required.",
-                ok_headers(),
-            )
-        start = int(params.get("nextToken") or 0)
-        page = fake.inventory[start : start + fake.page_size]
-        end = start + len(page)
+            return _errors(400, "InvalidInput", BAD_PARAMETERS, headers=ok_headers())
+        start = 0
+        if (next_token := params.get("nextToken")) is not None:
+            page = fake.pages.get(next_token)
+            if page is None or time.monotonic() - page[1] > NEXT_TOKEN_TTL:
+                return _errors(400, "InvalidInput", "Invalid nextToken.", headers=ok_headers())
+            start = page[0]
+        page_rows = fake.inventory[start : start + fake.page_size]
+        end = start + len(page_rows)
+        pagination: dict[str, str] = {}
+        if end < len(fake.inventory):
+            opaque = secrets.token_urlsafe(24)
+            fake.pages[opaque] = (end, time.monotonic())
+            pagination["nextToken"] = opaque
         body: dict[str, Any] = {
             "payload": {
                 "granularity": {"granularityType": "Marketplace", "granularityId": ids[0]},
-                "inventorySummaries": page,
+                "inventorySummaries": page_rows,
             },
-            "pagination": {"nextToken": str(end)} if end < len(fake.inventory) else {},
+            "pagination": pagination,
         }
         return JSONResponse(body, headers=ok_headers())
 
@@ -175,17 +313,26 @@ def create_fake_app(fake: FakeSpApi) -> FastAPI:
 
 @contextmanager
 def serve_fake() -> Iterator[FakeSpApi]:
-    """Run the fake on 127.0.0.1 in a background thread for the duration of the block."""
+    """Run the fake on 127.0.0.1 (one port per region) in a background thread."""
     fake = FakeSpApi()
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    fake.base_url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    sockets: list[socket.socket] = []
+    ports: dict[int, str] = {}
+    for region in REGIONS:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        ports[port] = region
+        fake.urls[region] = f"http://127.0.0.1:{port}"
+        sockets.append(sock)
     config = uvicorn.Config(
-        create_fake_app(fake), log_level="warning", lifespan="off", timeout_graceful_shutdown=1
+        create_fake_app(fake, ports),
+        log_level="warning",
+        lifespan="off",
+        timeout_graceful_shutdown=1,
     )
     server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": sockets}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
     while not server.started:
@@ -197,11 +344,13 @@ def serve_fake() -> Iterator[FakeSpApi]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
-        sock.close()
+        for sock in sockets:
+            sock.close()
 
 
 def catalog_item(asin: str, **overrides: Any) -> dict[str, Any]:
-    """A Catalog Items 2022-04-01 `Item` as Amazon returns it for US."""
+    """A Catalog Items 2022-04-01 `Item` with every dataset our client reads, for US (and DE
+    bullet points)."""
     item: dict[str, Any] = {
         "asin": asin,
         "summaries": [
@@ -266,7 +415,7 @@ def catalog_item(asin: str, **overrides: Any) -> dict[str, Any]:
                 {
                     "value": "Spülmaschinenfest",
                     "language_tag": "de_DE",
-                    "marketplace_id": "A1PA6795UKMFR9",
+                    "marketplace_id": DE,
                 },
             ],
             "list_price": [{"value": 3799.99, "currency": "USD", "marketplace_id": US}],
@@ -299,6 +448,12 @@ def catalog_item(asin: str, **overrides: Any) -> dict[str, Any]:
                     "weight": {"unit": "pounds", "value": 0.85},
                 },
                 "package": {"length": {"unit": "inches", "value": 11}},
+            }
+        ],
+        "identifiers": [
+            {
+                "marketplaceId": US,
+                "identifiers": [{"identifier": "0887276302195", "identifierType": "EAN"}],
             }
         ],
     }

@@ -1,12 +1,15 @@
 """Errors of the Amazon data layer.
 
-`UpstreamError` is what the metering step catches to give a charge back: both subclasses mean
-the upstream call failed and nothing was served (contract: `upstream_unavailable`, 502/504).
+`UpstreamError` is what the metering step catches to give a charge back: its subclasses mean
+the upstream call failed and nothing was served (contract: `upstream_unavailable`, 502/503/504).
+`RegionNotConfigured` is a 422 raised before anything is charged.
 """
 
 from __future__ import annotations
 
-from sellerdesk.errors import AppError
+import math
+
+from sellerdesk.errors import AppError, ValidationFailed
 
 
 class UpstreamError(AppError):
@@ -26,6 +29,36 @@ class UpstreamTimeout(UpstreamError):
 
     status_code = 504
     message = "The Amazon data source did not answer in time; retry later."
+
+
+class QuotaExhausted(UpstreamError):
+    """Amazon's request quota is spent for longer than a call may wait (503 + Retry-After)."""
+
+    status_code = 503
+
+    def __init__(self, retry_after: float) -> None:
+        seconds = max(1, math.ceil(retry_after))
+        super().__init__(
+            f"Amazon's request quota for this operation is spent; retry in {seconds} s.",
+            details={"retry_after": seconds},
+            headers={"Retry-After": str(seconds)},
+        )
+
+
+class RegionNotConfigured(ValidationFailed):
+    """The marketplace's selling region has no seller credentials in the settings."""
+
+    def __init__(self, marketplace: str, region: str, region_name: str, setting: str) -> None:
+        message = (
+            f"Marketplace {marketplace} is served by Amazon's {region_name} ({region}) region, "
+            f"which this service has no credentials for: the operator must set {setting}."
+        )
+        super().__init__(
+            message,
+            details=[
+                {"loc": ["body", "marketplace"], "msg": message, "type": "region_not_configured"}
+            ],
+        )
 
 
 class ReportTooLarge(AppError):

@@ -11,29 +11,15 @@ a request body holding a bad code is refused with 422 `validation_error`.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any
 
 from pydantic import AfterValidator, BeforeValidator, Field
+
+from sellerdesk.amazon.regions import MARKETPLACE_ALIASES, MarketplaceCode
 
 _B0_ASIN = re.compile(r"B0[A-Z0-9]{8}")
 _X0_FNSKU = re.compile(r"X0[A-Z0-9]{8}")
 _ISBN10 = re.compile(r"[0-9]{9}[0-9X]")
-
-MarketplaceCode = Literal["US", "CA", "MX", "UK", "DE", "FR", "IT", "ES", "JP", "AU"]
-
-MARKETPLACE_IDS: dict[str, str] = {
-    "US": "ATVPDKIKX0DER",
-    "CA": "A2EUQ1WTGCTBG2",
-    "MX": "A1AM78C64UM0Y8",
-    "UK": "A1F83G8C2ARO7P",
-    "DE": "A1PA6795UKMFR9",
-    "FR": "A13V1IB3VIYZZH",
-    "IT": "APJ6JRA9NG5V4",
-    "ES": "A1RKKUPIHCS9HS",
-    "JP": "A1VC38T7YXB528",
-    "AU": "A39IBJ37TRP1C6",
-}
-assert set(MARKETPLACE_IDS) == set(get_args(MarketplaceCode))
 
 
 def normalize(code: str) -> str:
@@ -104,5 +90,14 @@ Fnsku = Annotated[
 ]
 """An FNSKU in a request body: normalised, then validated (422 otherwise)."""
 
-Marketplace = Annotated[MarketplaceCode, BeforeValidator(_normalize_input)]
-"""A marketplace code of the SP-API table (`US`, `UK`, `DE`, ...), case-insensitive."""
+
+def _normalize_marketplace(value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    code = normalize(value)
+    return MARKETPLACE_ALIASES.get(code, code)
+
+
+Marketplace = Annotated[MarketplaceCode, BeforeValidator(_normalize_marketplace)]
+"""A marketplace code of Amazon's table (`US`, `UK`, `DE`, `JP`, ...; see `regions.py`),
+case-insensitive; `GB` is read as `UK`."""

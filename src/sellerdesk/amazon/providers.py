@@ -12,12 +12,14 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from decimal import Decimal
-from typing import Protocol
+from typing import Protocol, get_args
 
+from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sellerdesk.amazon import repository
 from sellerdesk.amazon.identifiers import is_asin
+from sellerdesk.amazon.regions import REGION_NAMES, Region, region_of, region_settings
 from sellerdesk.amazon.schemas import AsinProduct, FnskuResult
 from sellerdesk.config import Settings
 from sellerdesk.kit.cache import Cache
@@ -26,6 +28,10 @@ from sellerdesk.models.base import utcnow
 
 class AmazonSource(Protocol):
     name: str
+
+    def check_marketplace(self, marketplace: str) -> None:
+        """Refuse (422, before any charge) a marketplace this source cannot ask."""
+        ...
 
     async def product(
         self, session: AsyncSession, user_id: int, asin: str, marketplace: str
@@ -46,6 +52,9 @@ class LocalSource:
     """This store's catalog and the user's uploaded mappings."""
 
     name = "local"
+
+    def check_marketplace(self, marketplace: str) -> None:
+        return None
 
     async def product(
         self, session: AsyncSession, user_id: int, asin: str, marketplace: str
@@ -96,7 +105,12 @@ class LocalSource:
         products = await repository.catalog_products(session, [c for c in codes if is_asin(c)])
         return {
             asin: FnskuResult(
-                fnsku=asin, asin=asin, sku=product.sku, title=product.name, source="catalog"
+                fnsku=asin,
+                asin=asin,
+                sku=product.sku,
+                skus=[product.sku],
+                title=product.name,
+                source="catalog",
             )
             for asin, product in products.items()
         }
@@ -105,17 +119,34 @@ class LocalSource:
         return None
 
 
-def create_source(settings: Settings, cache: Cache) -> AmazonSource:
-    """The source `AMAZON_PROVIDER` names; `sp-api` refuses to start without its credentials."""
+def create_source(settings: Settings, cache: Cache, redis: Redis | None = None) -> AmazonSource:
+    """The source `AMAZON_PROVIDER` names; `sp-api` refuses to start without its credentials.
+
+    `sp-api` needs the LWA application's client id and secret, and a refresh token for the
+    region of `SPAPI_INVENTORY_MARKETPLACE` (FNSKUs resolve against that inventory).
+    """
     if settings.AMAZON_PROVIDER == "local":
         return LocalSource()
     from sellerdesk.amazon.spapi_source import SpApiSource
 
     missing = [
-        name
-        for name in ("SPAPI_REFRESH_TOKEN", "SPAPI_CLIENT_ID", "SPAPI_CLIENT_SECRET")
-        if not getattr(settings, name)
+        name for name in ("SPAPI_CLIENT_ID", "SPAPI_CLIENT_SECRET") if not getattr(settings, name)
     ]
     if missing:
         raise RuntimeError(f"AMAZON_PROVIDER=sp-api needs {', '.join(missing)}")
-    return SpApiSource(settings, cache)
+    marketplace = settings.SPAPI_INVENTORY_MARKETPLACE
+    region = region_of(marketplace)
+    if not region_settings(settings, region).configured:
+        configured = [r for r in get_args(Region) if region_settings(settings, r).configured]
+        alias = " (or its alias SPAPI_REFRESH_TOKEN)" if region == "NA" else ""
+        raise RuntimeError(
+            f"AMAZON_PROVIDER=sp-api: SPAPI_INVENTORY_MARKETPLACE={marketplace} is in the "
+            f"{REGION_NAMES[region]} region, which has no refresh token: set "
+            f"SPAPI_{region}_REFRESH_TOKEN{alias}"
+            + (
+                f", or choose a marketplace of a configured region ({', '.join(configured)})"
+                if configured
+                else ""
+            )
+        )
+    return SpApiSource(settings, cache, redis)

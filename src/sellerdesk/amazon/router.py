@@ -2,7 +2,8 @@
 
 The three lookups are paid routes: each runs its service call inside the credits charge step
 (`credits.metering.Meter`: rate limit, repeat window, atomic charge, refund when nothing is
-served), and accepts a Bearer token or an `X-API-Key`.
+served), and accepts a Bearer token or an `X-API-Key`. A marketplace the source cannot ask (its
+Amazon region has no credentials) is refused with 422 before the charge step.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from sellerdesk.kit.openapi import errors
 
 router = APIRouter(tags=["amazon"])
 
-PAID_ERRORS = errors(401, 402, 403, 404, 422, 429, 502, 504)
+PAID_ERRORS = errors(401, 402, 403, 404, 422, 429, 502, 503, 504)
 
 
 @router.post("/product/asin", response_model=AsinProduct, responses=PAID_ERRORS)
@@ -40,6 +41,7 @@ async def lookup_asin(
     body: AsinQuery, session: SessionDep, meter: MeterDep, source: AmazonSourceDep
 ) -> AsinProduct:
     """Product data for one ASIN in one marketplace; costs credits (see /credits/pricing)."""
+    source.check_marketplace(body.marketplace)
     return await meter.single(
         ASIN_LOOKUP,
         f"{body.marketplace}:{body.asin}",

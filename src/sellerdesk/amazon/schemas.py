@@ -74,7 +74,14 @@ class AsinProduct(BaseModel):
 class FnskuResult(BaseModel):
     fnsku: str
     asin: str
-    sku: str | None
+    sku: str | None = Field(
+        description="The seller SKU stocked under this FNSKU; when there are several, the first "
+        "in code-point order (see `skus`)."
+    )
+    skus: list[str] = Field(
+        default_factory=list,
+        description="Every seller SKU known under this FNSKU, in code-point order.",
+    )
     title: str | None
     source: Source
 

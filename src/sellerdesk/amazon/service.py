@@ -85,7 +85,12 @@ async def _resolve(
     mappings = await repository.mappings_by_fnsku(session, user_id, codes)
     found = {
         code: FnskuResult(
-            fnsku=code, asin=m.asin, sku=m.sku, title=m.title, source="inventory_report"
+            fnsku=code,
+            asin=m.asin,
+            sku=m.sku,
+            skus=[m.sku] if m.sku else [],
+            title=m.title,
+            source="inventory_report",
         )
         for code, m in mappings.items()
     }

@@ -1,24 +1,38 @@
 """The `sp-api` source: Catalog Items 2022-04-01 for ASINs, FBA Inventory summaries for FNSKUs.
 
+Each marketplace is asked in its own selling region (host and seller credentials of that region,
+see `regions.py`); a marketplace whose region has no credentials is refused with a 422 before
+anything is charged (`check_marketplace`).
+
 Answers are cached (`app.state.cache`, Redis when configured) for `AMAZON_CACHE_TTL_SECONDS`;
-"not found" for `AMAZON_NOT_FOUND_TTL_SECONDS`; failures never. FNSKUs resolve against the
-seller's whole FBA inventory of `SPAPI_INVENTORY_MARKETPLACE`, read page by page once per TTL
-(one process reads it at a time) and cached as one FNSKU → (ASIN, SKU, title) table.
+"not found" for `AMAZON_NOT_FOUND_TTL_SECONDS`; failures never. A cache hit costs no quota.
+FNSKUs resolve against the seller's whole FBA inventory of `SPAPI_INVENTORY_MARKETPLACE`, read page
+by page once per TTL (one reader at a time per process) and cached as one FNSKU table.
+
+One FNSKU on several SKUs (Amazon's own sandbox data has it): the answer is deterministic, not
+whichever row came last. The SKUs are ordered by code point (Python's string order, the same in
+every process and for every page order); the first one gives `sku` and the ASIN (its title, else
+the next SKU's), and `skus` lists them all in that order.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import structlog
+from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from sellerdesk.amazon.identifiers import MARKETPLACE_IDS, normalize
+from sellerdesk.amazon.errors import RegionNotConfigured
+from sellerdesk.amazon.identifiers import normalize
+from sellerdesk.amazon.quota import Pacer
+from sellerdesk.amazon.regions import MARKETPLACES, REGION_NAMES
 from sellerdesk.amazon.schemas import AsinProduct, Dimensions, FnskuResult, Measure, SalesRank
 from sellerdesk.amazon.spapi_client import SpApiClient
 from sellerdesk.config import Settings
@@ -28,6 +42,7 @@ from sellerdesk.models.base import utcnow
 log = structlog.get_logger(__name__)
 
 CATALOG_DATA = "summaries,images,attributes,salesRanks,dimensions"
+"""The datasets `parse_catalog_item` reads (Amazon sends only what `includedData` names)."""
 MAX_INVENTORY_PAGES = 10_000
 _NOT_FOUND = b"null"
 
@@ -35,32 +50,48 @@ _NOT_FOUND = b"null"
 class SpApiSource:
     name = "sp-api"
 
-    def __init__(self, settings: Settings, cache: Cache) -> None:
+    def __init__(self, settings: Settings, cache: Cache, redis: Redis | None = None) -> None:
         self.settings = settings
         self.cache = cache
-        self.client = SpApiClient(settings)
+        pacer = Pacer(
+            settings.SPAPI_DEFAULT_RATE,
+            settings.SPAPI_DEFAULT_BURST,
+            redis,
+            f"{settings.REDIS_KEY_PREFIX}:spapi:quota",
+        )
+        self.client = SpApiClient(settings, pacer)
         self._inventory_lock = asyncio.Lock()
 
     async def aclose(self) -> None:
         await self.client.aclose()
 
+    def check_marketplace(self, marketplace: str) -> None:
+        """422 when no credentials are configured for the marketplace's region."""
+        region = MARKETPLACES[marketplace].region
+        if not self.client.serves(region):
+            raise RegionNotConfigured(
+                marketplace, region, REGION_NAMES[region], f"SPAPI_{region}_REFRESH_TOKEN"
+            )
+
     async def product(
         self, session: AsyncSession, user_id: int, asin: str, marketplace: str
     ) -> AsinProduct | None:
+        self.check_marketplace(marketplace)
         key = f"{await self.cache.namespace('amazon')}:catalog:{marketplace}:{asin}"
         cached = await self.cache.get(key)
         if cached is not None:
             return None if cached == _NOT_FOUND else AsinProduct.model_validate_json(cached)
-        marketplace_id = MARKETPLACE_IDS[marketplace]
+        place = MARKETPLACES[marketplace]
         body = await self.client.get(
+            place.region,
             "getCatalogItem",
             f"/catalog/2022-04-01/items/{asin}",
-            {"marketplaceIds": marketplace_id, "includedData": CATALOG_DATA},
+            {"marketplaceIds": place.marketplace_id, "includedData": CATALOG_DATA},
         )
         if not isinstance(body, dict):
             await self.cache.set(key, _NOT_FOUND, self.settings.AMAZON_NOT_FOUND_TTL_SECONDS)
             return None
-        product = parse_catalog_item(body, asin, marketplace, marketplace_id, utcnow())
+        product = parse_catalog_item(body, asin, marketplace, place.marketplace_id, utcnow())
         await self.cache.set(
             key, product.model_dump_json().encode(), self.settings.AMAZON_CACHE_TTL_SECONDS
         )
@@ -75,16 +106,20 @@ class SpApiSource:
         found: dict[str, FnskuResult] = {}
         for code in codes:
             entry = inventory.get(code)
-            if entry is not None:
-                asin, sku, title = entry
+            if isinstance(entry, dict):
                 found[code] = FnskuResult(
-                    fnsku=code, asin=asin, sku=sku, title=title, source="sp-api"
+                    fnsku=code,
+                    asin=entry["asin"],
+                    sku=entry.get("sku"),
+                    skus=list(entry.get("skus") or []),
+                    title=entry.get("title"),
+                    source="sp-api",
                 )
         return found
 
-    async def _inventory(self) -> dict[str, list[Any]]:
+    async def _inventory(self) -> dict[str, Any]:
         marketplace = self.settings.SPAPI_INVENTORY_MARKETPLACE
-        key = f"{await self.cache.namespace('amazon')}:inventory:{marketplace}"
+        key = f"{await self.cache.namespace('amazon')}:inventory:v2:{marketplace}"
         cached = await self.cache.get(key)
         if cached is not None:
             return _loads_inventory(cached)
@@ -92,51 +127,93 @@ class SpApiSource:
             cached = await self.cache.get(key)
             if cached is not None:
                 return _loads_inventory(cached)
-            inventory = await self._read_inventory(MARKETPLACE_IDS[marketplace])
+            inventory = await self._read_inventory(marketplace)
             await self.cache.set(
                 key, json.dumps(inventory).encode(), self.settings.AMAZON_CACHE_TTL_SECONDS
             )
             return inventory
 
-    async def _read_inventory(self, marketplace_id: str) -> dict[str, list[Any]]:
-        inventory: dict[str, list[Any]] = {}
+    async def _read_inventory(self, marketplace: str) -> dict[str, Any]:
+        place = MARKETPLACES[marketplace]
+        rows: list[InventoryRow] = []
         params = {
             "granularityType": "Marketplace",
-            "granularityId": marketplace_id,
-            "marketplaceIds": marketplace_id,
+            "granularityId": place.marketplace_id,
+            "marketplaceIds": place.marketplace_id,
             "details": "false",
         }
         next_token: str | None = None
         for _ in range(MAX_INVENTORY_PAGES):
             page_params = {**params, "nextToken": next_token} if next_token else params
             body = await self.client.get(
-                "getInventorySummaries", "/fba/inventory/v1/summaries", page_params
+                place.region, "getInventorySummaries", "/fba/inventory/v1/summaries", page_params
             )
-            body = body if isinstance(body, dict) else {}
-            payload = body.get("payload")
-            for summary in _dicts((payload or {}).get("inventorySummaries")):
-                fnsku, asin = _text(summary.get("fnSku")), _text(summary.get("asin"))
-                if fnsku and asin:
-                    inventory[normalize(fnsku)] = [
-                        normalize(asin),
-                        _text(summary.get("sellerSku")),
-                        _text(summary.get("productName")),
-                    ]
-            pagination = body.get("pagination")
-            next_token = (
-                _text(pagination.get("nextToken")) if isinstance(pagination, dict) else None
-            )
+            page, next_token = parse_inventory_page(body)
+            rows.extend(page)
             if not next_token:
                 break
         else:
             log.warning("spapi_inventory_truncated", pages=MAX_INVENTORY_PAGES)
-        log.info("spapi_inventory_read", fnskus=len(inventory))
-        return inventory
+        table = inventory_table(rows)
+        log.info("spapi_inventory_read", rows=len(rows), fnskus=len(table))
+        return table
 
 
-def _loads_inventory(raw: bytes) -> dict[str, list[Any]]:
+def _loads_inventory(raw: bytes) -> dict[str, Any]:
     value = json.loads(raw)
     return value if isinstance(value, dict) else {}
+
+
+# --------------------------------------------------------------------------- inventory
+
+
+@dataclass(frozen=True)
+class InventoryRow:
+    """One inventory summary: a seller SKU and the FNSKU/ASIN it is stocked under."""
+
+    fnsku: str
+    asin: str
+    sku: str | None
+    title: str | None
+
+
+def parse_inventory_page(body: Any) -> tuple[list[InventoryRow], str | None]:
+    """The rows of one `getInventorySummaries` page and its `nextToken` (None: last page)."""
+    body = body if isinstance(body, dict) else {}
+    payload = body.get("payload")
+    rows = []
+    for summary in _dicts(payload.get("inventorySummaries") if isinstance(payload, dict) else None):
+        fnsku, asin = _text(summary.get("fnSku")), _text(summary.get("asin"))
+        if fnsku and asin:
+            rows.append(
+                InventoryRow(
+                    fnsku=normalize(fnsku),
+                    asin=normalize(asin),
+                    sku=_text(summary.get("sellerSku")),
+                    title=_text(summary.get("productName")),
+                )
+            )
+    pagination = body.get("pagination")
+    next_token = _text(pagination.get("nextToken")) if isinstance(pagination, dict) else None
+    return rows, next_token
+
+
+def inventory_table(rows: Iterable[InventoryRow]) -> dict[str, Any]:
+    """FNSKU → {asin, sku, skus, title}: the first SKU in code-point order answers."""
+    by_fnsku: dict[str, list[InventoryRow]] = {}
+    for row in rows:
+        by_fnsku.setdefault(row.fnsku, []).append(row)
+    table: dict[str, Any] = {}
+    for fnsku, group in by_fnsku.items():
+        group.sort(key=lambda row: (row.sku is None, row.sku or "", row.asin))
+        first = group[0]
+        table[fnsku] = {
+            "asin": first.asin,
+            "sku": first.sku,
+            "skus": list(dict.fromkeys(row.sku for row in group if row.sku is not None)),
+            "title": next((row.title for row in group if row.title), None),
+        }
+    return table
 
 
 # --------------------------------------------------------------------------- catalog item
