@@ -208,3 +208,13 @@ def test_the_marketplace_table_is_amazons() -> None:
     assert ids["JP"] == "A1VC38T7YXB528" and ids["BE"] == "AMEN7PMS3EDWL"
     assert ids["ZA"] == "AE08WJ6YKNBMC" and ids["SG"] == "A19VAU5U5O7RUS"
     assert len(set(ids.values())) == len(ids)
+
+
+async def test_start_up_refuses_an_unknown_inventory_marketplace_and_reads_gb_as_uk(
+    make_app: AppFactory, spapi: FakeSpApi
+) -> None:
+    with pytest.raises(RuntimeError) as refused:
+        await make_app(**spapi_settings(spapi, regions=("NA",), SPAPI_INVENTORY_MARKETPLACE="XX"))
+    assert "SPAPI_INVENTORY_MARKETPLACE=XX is not an Amazon marketplace code" in str(refused.value)
+    app = await make_app(**spapi_settings(spapi, regions=("EU",), SPAPI_INVENTORY_MARKETPLACE="gb"))
+    assert app.state.settings.SPAPI_INVENTORY_MARKETPLACE == "UK"

@@ -8,8 +8,6 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from sellerdesk.amazon.identifiers import Marketplace
-
 DEFAULT_SECRET_KEY = "dev-secret-key-change-me-in-production-0123456789"  # noqa: S105
 
 Environment = Literal["development", "test", "staging", "production"]
@@ -94,7 +92,8 @@ class Settings(BaseSettings):
     # answers are remembered, which marketplace's FBA inventory resolves FNSKUs, upload cap.
     SPAPI_BACKOFF_SECONDS: float = Field(default=1.0, ge=0)  # first retry wait; doubles each try
     SPAPI_BACKOFF_MAX_SECONDS: float = Field(default=30.0, ge=0)
-    SPAPI_INVENTORY_MARKETPLACE: Marketplace = "US"  # any code of amazon/regions.py
+    # Any code of amazon/regions.py; checked against that table when the sp-api source starts.
+    SPAPI_INVENTORY_MARKETPLACE: str = "US"
     AMAZON_NOT_FOUND_TTL_SECONDS: int = Field(default=300, ge=1)
     AMAZON_REPORT_MAX_BYTES: int = Field(default=10 * 1024 * 1024, ge=1024)
     # SP-API regions and quotas (issue 17). A refresh token per selling region (a seller
@@ -157,6 +156,12 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @field_validator("SPAPI_INVENTORY_MARKETPLACE")
+    @classmethod
+    def _upper_marketplace(cls, value: str) -> str:
+        code = value.strip().upper()
+        return {"GB": "UK"}.get(code, code)
 
     @field_validator("CURRENCY")
     @classmethod

@@ -19,7 +19,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from sellerdesk.amazon import repository
 from sellerdesk.amazon.identifiers import is_asin
-from sellerdesk.amazon.regions import REGION_NAMES, Region, region_of, region_settings
+from sellerdesk.amazon.regions import (
+    MARKETPLACES,
+    REGION_NAMES,
+    Region,
+    region_of,
+    region_settings,
+)
 from sellerdesk.amazon.schemas import AsinProduct, FnskuResult
 from sellerdesk.config import Settings
 from sellerdesk.kit.cache import Cache
@@ -135,6 +141,11 @@ def create_source(settings: Settings, cache: Cache, redis: Redis | None = None) 
     if missing:
         raise RuntimeError(f"AMAZON_PROVIDER=sp-api needs {', '.join(missing)}")
     marketplace = settings.SPAPI_INVENTORY_MARKETPLACE
+    if marketplace not in MARKETPLACES:
+        raise RuntimeError(
+            f"SPAPI_INVENTORY_MARKETPLACE={marketplace} is not an Amazon marketplace code; "
+            f"use one of {', '.join(MARKETPLACES)}"
+        )
     region = region_of(marketplace)
     if not region_settings(settings, region).configured:
         configured = [r for r in get_args(Region) if region_settings(settings, r).configured]
