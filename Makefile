@@ -31,8 +31,8 @@ seed: install
 	$(BIN)/sellerdesk seed
 
 lint: install
-	$(BIN)/ruff check src tests migrations bench
-	$(BIN)/ruff format --check src tests migrations bench
+	$(BIN)/ruff check src tests migrations bench scripts
+	$(BIN)/ruff format --check src tests migrations bench scripts
 
 typecheck: install
 	$(BIN)/mypy
@@ -59,8 +59,8 @@ bench: install
 MUTANTS ?=
 MUTATE_JOBS ?= 2
 mutate: install
-	set -f; TEST_BACKEND=sqlite $(BIN)/mutmut run --max-children $(MUTATE_JOBS) $(MUTANTS)
-	$(BIN)/python scripts/mutation_report.py
+	set -f; PATH="$(CURDIR)/$(BIN):$$PATH" TEST_BACKEND=sqlite $(BIN)/mutmut run --max-children $(MUTATE_JOBS) $(MUTANTS)
+	set -f; $(BIN)/python scripts/mutation_report.py $(MUTANTS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache sellerdesk.db* mutants
