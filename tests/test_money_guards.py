@@ -21,7 +21,7 @@ from sellerdesk.models import CreditPurchase, Payment, Refund
 from tests.conftest import AppFactory
 from tests.credits_factories import assert_ledger_consistent, balance, ledger
 from tests.factories import Account, register, register_admin
-from tests.orders_factories import make_product, make_user, place_order
+from tests.orders_factories import Buyer, make_product, make_user, place_order
 from tests.stripe_fixtures import (
     WEBHOOK_SECRET,
     charge_refunded_object,
@@ -104,14 +104,19 @@ async def make_pack(client: httpx.AsyncClient, app: FastAPI, credits: int, price
     return created.json()
 
 
-async def buy(client: httpx.AsyncClient, buyer: Account, pack: Any) -> dict[str, Any]:
+async def buy_a_pack(
+    client: httpx.AsyncClient, app: FastAPI, credits: int, price: str
+) -> tuple[Account, dict[str, Any]]:
+    """A new buyer who started buying a new pack of `credits` for `price` (payment pending)."""
+    pack = await make_pack(client, app, credits, price)
+    buyer = await register(client)
     started = await client.post(
         "/api/v1/credits/purchase", json={"pack_id": pack["id"]}, headers=buyer.headers
     )
     assert started.status_code == 200, started.text
     body: dict[str, Any] = started.json()
-    assert (body["credits"], body["amount"]) == (pack["credits"], pack["price"])
-    return body
+    assert (body["credits"], body["amount"]) == (credits, price)
+    return buyer, body
 
 
 async def purchase_status(app: FastAPI, purchase_id: int) -> str:
@@ -126,9 +131,7 @@ async def purchase_status(app: FastAPI, purchase_id: int) -> str:
 async def test_a_purchase_whose_card_was_declined_then_paid_credits_the_pack_exactly_once(
     client: httpx.AsyncClient, app: FastAPI
 ) -> None:
-    pack = await make_pack(client, app, 100, "9.00")
-    buyer = await register(client)
-    started = await buy(client, buyer, pack)
+    buyer, started = await buy_a_pack(client, app, 100, "9.00")
     intent_id, currency = started["payment_intent_id"], started["currency"]
     declined = intent_object(intent_id, 900, status="requires_payment_method", currency=currency)
 
@@ -154,9 +157,7 @@ async def test_a_purchase_whose_card_was_declined_then_paid_credits_the_pack_exa
 async def test_refunding_6_of_a_9_pack_of_100_credits_takes_back_66_in_the_buyers_favour(
     client: httpx.AsyncClient, app: FastAPI
 ) -> None:
-    pack = await make_pack(client, app, 100, "9.00")
-    buyer = await register(client)
-    started = await buy(client, buyer, pack)
+    buyer, started = await buy_a_pack(client, app, 100, "9.00")
     intent_id, currency = started["payment_intent_id"], started["currency"]
     await deliver(
         client, event("payment_intent.succeeded", intent_object(intent_id, 900, currency=currency))
@@ -200,39 +201,35 @@ async def test_refunding_more_than_is_left_is_409_with_the_figures_and_changes_n
     assert intent.status_code == 200, intent.text
     paid = await client.post(f"/api/v1/payments/confirm-payment/{order_id}", headers=buyer.headers)
     assert paid.status_code == 200, paid.text
-    first = await client.post(
-        REFUND, json={"order_id": order_id, "amount": "10.00"}, headers=admin.headers
-    )
-    assert first.status_code == 200, first.text
+    assert (await refund(client, admin, order_id, "10.00")).status_code == 200
 
-    over = await client.post(
-        REFUND, json={"order_id": order_id, "amount": "25.00"}, headers=admin.headers
-    )
+    over = await refund(client, admin, order_id, "25.00")
 
-    assert over.status_code == 409, over.text
-    assert over.json()["error"] == "conflict"
-    assert over.json()["details"] == {
-        "requested": "25.00",
-        "captured": "30.00",
-        "refunded": "10.00",
-        "refundable": "20.00",
-    }
+    refused(over, requested="25.00", captured="30.00", refunded="10.00", refundable="20.00")
     await assert_refunded(app, order_id, "10.00", refunds=1, payment_status="partially_refunded")
 
     # Once all of it is refunded, even a cent more is refused with the same figures.
-    rest = await client.post(REFUND, json={"order_id": order_id}, headers=admin.headers)
-    assert rest.status_code == 200, rest.text
-    cent = await client.post(
-        REFUND, json={"order_id": order_id, "amount": "0.01"}, headers=admin.headers
-    )
-    assert cent.status_code == 409, cent.text
-    assert cent.json()["details"] == {
-        "requested": "0.01",
-        "captured": "30.00",
-        "refunded": "30.00",
-        "refundable": "0.00",
-    }
+    assert (await refund(client, admin, order_id)).status_code == 200
+    cent = await refund(client, admin, order_id, "0.01")
+    refused(cent, requested="0.01", captured="30.00", refunded="30.00", refundable="0.00")
     await assert_refunded(app, order_id, "30.00", refunds=2, payment_status="refunded")
+
+
+async def refund(
+    client: httpx.AsyncClient, admin: Buyer, order_id: int, amount: str | None = None
+) -> httpx.Response:
+    """An admin refund of the order: `amount`, or all that is left."""
+    body: dict[str, Any] = {"order_id": order_id}
+    if amount is not None:
+        body["amount"] = amount
+    return await client.post(REFUND, json=body, headers=admin.headers)
+
+
+def refused(answer: httpx.Response, **figures: str) -> None:
+    """409 `conflict` whose details carry exactly these figures."""
+    assert answer.status_code == 409, answer.text
+    assert answer.json()["error"] == "conflict"
+    assert answer.json()["details"] == figures
 
 
 async def assert_refunded(
