@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: install run serve migrate seed test lint typecheck test-postgres test-sqlite lock bench clean
+.PHONY: install run serve migrate seed test lint typecheck test-postgres test-sqlite lock bench clean mutate
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -31,8 +31,8 @@ seed: install
 	$(BIN)/sellerdesk seed
 
 lint: install
-	$(BIN)/ruff check src tests migrations bench
-	$(BIN)/ruff format --check src tests migrations bench
+	$(BIN)/ruff check src tests migrations bench scripts
+	$(BIN)/ruff format --check src tests migrations bench scripts
 	$(BIN)/lint-imports --no-logo --no-cache .importlinter
 
 typecheck: install
@@ -55,5 +55,13 @@ lock:  ## refresh requirements.lock from pyproject.toml in a scratch venv
 bench: install
 	$(BIN)/python bench/run.py
 
+# Mutation testing of the money and auth core (docs/mutation.md); slow, so not part of `test`.
+# MUTANTS= limits the run to mutant names (globs), e.g. MUTANTS='sellerdesk.kit.idempotency.*'.
+MUTANTS ?=
+MUTATE_JOBS ?= 2
+mutate: install
+	set -f; PATH="$(CURDIR)/$(BIN):$$PATH" TEST_BACKEND=sqlite $(BIN)/mutmut run --max-children $(MUTATE_JOBS) $(MUTANTS)
+	set -f; $(BIN)/python scripts/mutation_report.py $(MUTANTS)
+
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache sellerdesk.db*
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache sellerdesk.db* mutants
