@@ -117,7 +117,7 @@ _STRIPE_EVENT_BODY = {
 @router.post(
     "/webhook",
     response_model=WebhookReceived,
-    responses=errors(400, 422, 503),
+    responses=errors(400, 413, 422, 503),
     openapi_extra=_STRIPE_EVENT_BODY,
 )
 async def webhook(
