@@ -88,10 +88,20 @@ def _check_fnsku(code: str) -> str:
     return code
 
 
+# What the schema documents: the code as it may be sent, before trimming and upper-casing
+# (surrounding spaces and lower case are accepted); the ISBN-10 check digit is checked too.
+_SPACE = r"[ \t\r\n]*"
+ASIN_INPUT_PATTERN = rf"^{_SPACE}(?:[Bb]0[A-Za-z0-9]{{8}}|[0-9]{{9}}[0-9Xx]){_SPACE}$"
+FNSKU_INPUT_PATTERN = rf"^{_SPACE}(?:[XxBb]0[A-Za-z0-9]{{8}}|[0-9]{{9}}[0-9Xx]){_SPACE}$"
+
 Asin = Annotated[
     str,
     BeforeValidator(_normalize_input),
-    Field(max_length=10, examples=["B0EXAMPLE1"]),
+    Field(
+        examples=["B0EXAMPLE1"],
+        json_schema_extra={"pattern": ASIN_INPUT_PATTERN},
+        description="`B0` + 8 letters/digits, or an ISBN-10; trimmed and upper-cased first.",
+    ),
     AfterValidator(_check_asin),
 ]
 """An ASIN in a request body: normalised, then validated (422 otherwise)."""
@@ -99,7 +109,11 @@ Asin = Annotated[
 Fnsku = Annotated[
     str,
     BeforeValidator(_normalize_input),
-    Field(max_length=10, examples=["X00EXAMPL1"]),
+    Field(
+        examples=["X00EXAMPL1"],
+        json_schema_extra={"pattern": FNSKU_INPUT_PATTERN},
+        description="`X0` + 8 letters/digits, or an ASIN; trimmed and upper-cased first.",
+    ),
     AfterValidator(_check_fnsku),
 ]
 """An FNSKU in a request body: normalised, then validated (422 otherwise)."""

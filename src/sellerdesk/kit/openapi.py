@@ -28,6 +28,7 @@ from fastapi.routing import APIRoute, RouteContext, iter_route_contexts
 from pydantic import BaseModel
 
 from sellerdesk.db import get_session
+from sellerdesk.kit.types import MAX_ID
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -150,6 +151,7 @@ def install_openapi(app: FastAPI) -> None:
             for operation in _operations(document):
                 if operation.get("operationId") in public:
                     operation.pop("security", None)  # the caller may be anonymous
+            _restore_integer_bounds(document)
             schemas = document.setdefault("components", {}).setdefault("schemas", {})
             for name, model in _BODY_MODELS.items():
                 definition = model.model_json_schema(ref_template="#/components/schemas/{model}")
@@ -183,6 +185,22 @@ def implied_errors(route: RouteContext, per_ip_limit: bool = False) -> set[int]:
 def requires_auth(dependant: Dependant) -> bool:
     """Whether a route refuses anonymous callers (it then declares its security schemes)."""
     return any(getattr(sub.call, _REQUIRES_AUTH, False) for sub in _walk(dependant))
+
+
+_BOUNDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
+
+
+def _restore_integer_bounds(node: Any) -> None:
+    """FastAPI's OpenAPI model stores bounds as floats (`2**63 - 1` became `2**63`): undo it."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in _BOUNDS and isinstance(value, float) and value.is_integer():
+                node[key] = MAX_ID if value == float(MAX_ID) else int(value)
+            else:
+                _restore_integer_bounds(value)
+    elif isinstance(node, list):
+        for item in node:
+            _restore_integer_bounds(item)
 
 
 def _walk(dependant: Dependant) -> Iterator[Dependant]:
