@@ -149,7 +149,7 @@ async def list_products(
     in_stock: bool | None = None,
     sort: Annotated[
         ProductSort,
-        Query(title="ProductSort", json_schema_extra=SORT_ENUM_NAMES),
+        Query(json_schema_extra=SORT_ENUM_NAMES),
     ] = "-created_at",
     include_inactive: Annotated[bool, Query(description="Admins only.")] = False,
 ) -> Response:

@@ -62,7 +62,7 @@ Sku = Annotated[Text, Field(min_length=1, max_length=100), AfterValidator(_strip
 ProductSort = Literal["name", "-name", "price", "-price", "created_at", "-created_at"]
 _SORT_NAMES = ["NAME", "NAME_DESC", "PRICE", "PRICE_DESC", "CREATED_AT", "CREATED_AT_DESC"]
 SORT_ENUM_NAMES: dict[str, Any] = {"x-enum-varnames": _SORT_NAMES, "x-enumNames": _SORT_NAMES}
-"""Readable names of the sort values, in order, for generated clients (`ProductSort.PRICE_DESC`)."""
+"""Readable names of the sort values, in order, for generated clients (`PRICE_DESC`)."""
 
 
 def _refuse_nulls(data: Any, fields: tuple[str, ...]) -> Any:
