@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import redis
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -161,7 +162,18 @@ def start_live_server(label: str, **settings: str) -> Iterator[LiveServer]:
         log.close()
         if is_postgres():
             _drop_pg_database(database)
+            _delete_redis_keys(env["REDIS_KEY_PREFIX"])
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def _delete_redis_keys(prefix: str) -> None:
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
 
 
 def _wait_until_ready(url: str, server: subprocess.Popen[bytes], log: Path) -> None:

@@ -10,7 +10,6 @@ from sellerdesk.auth import service
 from sellerdesk.auth.dependencies import AuthContextDep, CurrentUser
 from sellerdesk.auth.schemas import LoginRequest, RefreshRequest, TokenPair
 from sellerdesk.db import SessionDep
-from sellerdesk.errors import ValidationFailed
 from sellerdesk.kit.middleware import client_ip
 from sellerdesk.kit.openapi import errors, json_body
 from sellerdesk.users.schemas import UserCreate, UserPublic
@@ -68,8 +67,9 @@ async def _login_body(request: Request) -> LoginRequest:
             return LoginRequest.model_validate({"email": username, "password": password})
         try:
             payload = await request.json()
-        except ValueError as exc:
-            raise ValidationFailed("The body must be JSON or an OAuth2 password form.") from exc
+        except ValueError as exc:  # not JSON, or not UTF-8: reported as FastAPI does
+            invalid = {"type": "json_invalid", "loc": ("body",), "msg": "JSON decode error"}
+            raise RequestValidationError([{**invalid, "ctx": {"error": str(exc)[:200]}}]) from exc
         return LoginRequest.model_validate(payload)
     except ValidationError as exc:
         # Report locations as FastAPI does for a body, in the names the client sent.

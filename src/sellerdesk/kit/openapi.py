@@ -67,15 +67,21 @@ _RETRY_AFTER = {
 }
 
 
+_ERROR_CONTENT = {
+    "application/json": {"schema": {"$ref": f"#/components/schemas/{ErrorResponse.__name__}"}}
+}
+
+
 def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     """`responses=` for a route: each code documented with the error model."""
-    return {code: _error_response(code) for code in codes}
+    return {code: {**_error_response(code), "model": ErrorResponse} for code in codes}
 
 
 def _error_response(code: int) -> dict[str, Any]:
+    # The content is spelled out: responses added after a route is built get no `model` schema.
     response: dict[str, Any] = {
-        "model": ErrorResponse,
         "description": _DESCRIPTIONS.get(code, "Error"),
+        "content": _ERROR_CONTENT,
     }
     if code in (429, 503):
         # Always sent with a 429; with a 503 when the wait is known.
@@ -130,12 +136,12 @@ def install_openapi(app: FastAPI) -> None:
         implied: dict[int | str, dict[str, Any]] = {
             code: _error_response(code) for code in sorted(implied_errors(ctx, per_ip))
         }
-        # New dicts: a route's `responses=` may be shared with other routes. The route and,
-        # once built, its effective copy under the including router's prefix.
-        if isinstance(ctx.original_route, APIRoute):
-            ctx.original_route.responses = {**implied, **ctx.original_route.responses}
+        # A new dict (a route's `responses=` may be shared with other routes), set on this
+        # app's own copy of the route: routers are module-level and shared by every app.
         if ctx._route_context is not None:
             ctx._route_context.responses = {**implied, **ctx._route_context.responses}
+        elif isinstance(ctx.original_route, APIRoute):
+            ctx.original_route.responses = {**implied, **ctx.original_route.responses}
         if not requires_auth(ctx.dependant):
             public.add(ctx.operation_id or ctx.unique_id)
 
@@ -153,7 +159,8 @@ def install_openapi(app: FastAPI) -> None:
                     operation.pop("security", None)  # the caller may be anonymous
             _restore_integer_bounds(document)
             schemas = document.setdefault("components", {}).setdefault("schemas", {})
-            for name, model in _BODY_MODELS.items():
+            models: dict[str, type[BaseModel]] = {**_BODY_MODELS, "ErrorResponse": ErrorResponse}
+            for name, model in models.items():
                 definition = model.model_json_schema(ref_template="#/components/schemas/{model}")
                 schemas.update(definition.pop("$defs", {}))
                 schemas.setdefault(name, definition)
