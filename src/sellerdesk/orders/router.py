@@ -43,7 +43,8 @@ async def read_order(order_id: IdPath, session: SessionDep, user: CurrentUser) -
     return OrderPublic.model_validate(await service.get_own(session, user, order_id))
 
 
-@router.post("/{order_id}/cancel", response_model=OrderPublic, responses=errors(401, 404, 409, 422))
+# Cancelling a paid order refunds it at the provider: its 400/502 can surface here.
+@router.post("/{order_id}/cancel", response_model=OrderPublic, responses=errors(400, 404, 409, 502))
 async def cancel_order(
     order_id: IdPath, session: SessionDep, cache: CacheDep, user: CurrentUser
 ) -> OrderPublic:
@@ -69,9 +70,7 @@ async def admin_read_order(order_id: IdPath, session: SessionDep, admin: AdminUs
     return OrderPublic.model_validate(await service.get_visible(session, admin, order_id))
 
 
-@admin_router.patch(
-    "/{order_id}", response_model=OrderPublic, responses=errors(401, 403, 404, 409, 422)
-)
+@admin_router.patch("/{order_id}", response_model=OrderPublic, responses=errors(400, 404, 409, 502))
 async def admin_update_order(
     order_id: IdPath,
     body: OrderStatusUpdate,

@@ -39,7 +39,7 @@ Provider = Annotated[PaymentProvider, Depends(get_provider)]
 @router.post(
     "/create-payment-intent",
     response_model=PaymentIntentPublic,
-    responses=errors(401, 404, 409, 422, 502),
+    responses=errors(400, 404, 409, 502),
 )
 @idempotent
 async def create_payment_intent(
@@ -71,7 +71,12 @@ async def confirm_payment(
     return PaymentConfirmed(message=result.message, order=OrderPublic.model_validate(result.order))
 
 
-@router.post("/refund", response_model=RefundPublic, responses=errors(401, 403, 404, 409, 422, 502))
+@router.post(
+    "/refund",
+    response_model=RefundPublic,
+    responses=errors(400, 404, 409, 502),
+    operation_id="refund_payment",
+)
 @idempotent
 async def refund(
     body: RefundCreate, session: SessionDep, admin: AdminUser, provider: Provider
@@ -119,6 +124,7 @@ _STRIPE_EVENT_BODY = {
     response_model=WebhookReceived,
     responses=errors(400, 413, 422, 503),
     openapi_extra=_STRIPE_EVENT_BODY,
+    operation_id="stripe_webhook",
 )
 async def webhook(
     request: Request,
