@@ -27,14 +27,21 @@ from sellerdesk.credits.metering import MeterDep
 from sellerdesk.credits.pricing import ASIN_LOOKUP, FNSKU_CONVERSION
 from sellerdesk.db import SessionDep
 from sellerdesk.kit.idempotency import idempotent
-from sellerdesk.kit.openapi import errors
+from sellerdesk.kit.openapi import errors, response_headers
 
 router = APIRouter(tags=["amazon"])
 
 # 401/403 (token or key), 409/422 (Idempotency-Key), 503 and the others a route's build implies
 # are added by kit.openapi; these are the charge step's and the lookup's own.
-PAID_ERRORS = errors(402, 404, 429, 502, 503, 504)
-BATCH_ERRORS = errors(402, 429, 502, 503, 504)
+_CHARGED = response_headers(
+    200,
+    X_Credits_Charged="Credits this call cost (0 for a repeat or a replayed Idempotency-Key).",
+    X_Credits_Remaining="The balance after this call.",
+    X_RateLimit_Limit="Paid calls allowed per window for this user.",
+    X_RateLimit_Remaining="Paid calls left in the current window.",
+)
+PAID_ERRORS = {**_CHARGED, **errors(402, 404, 429, 502, 503, 504)}
+BATCH_ERRORS = {**_CHARGED, **errors(402, 429, 502, 503, 504)}
 
 
 @router.post("/product/asin", response_model=AsinProduct, responses=PAID_ERRORS)

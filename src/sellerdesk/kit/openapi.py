@@ -89,6 +89,23 @@ def _error_response(code: int) -> dict[str, Any]:
     return response
 
 
+def response_headers(status: int, **headers: str) -> dict[int | str, dict[str, Any]]:
+    """`responses=` entry declaring integer headers always sent with `status` (name=description;
+    underscores become hyphens: `X_Credits_Charged` → `X-Credits-Charged`)."""
+    return {
+        status: {
+            "headers": {
+                name.replace("_", "-"): {
+                    "description": description,
+                    "required": True,
+                    "schema": {"type": "integer", "minimum": 0},
+                }
+                for name, description in headers.items()
+            }
+        }
+    }
+
+
 def declares(*codes: int, requires_auth: bool = False) -> Callable[[F], F]:
     """Mark a dependency with the errors it can answer; every route using it declares them.
 
