@@ -17,10 +17,11 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import redis
@@ -28,7 +29,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from tests.conftest import _ROOT_TAG, PG_URL, REDIS_URL, _worker, is_postgres
+from tests.conftest import _ROOT_TAG, PG_URL, REDIS_URL, _worker, is_postgres, recreate_pg_database
 
 BIN = Path(sys.executable).parent
 DEMO_ADMIN = ("admin@example.com", "admin-password")
@@ -57,13 +58,13 @@ def free_port() -> int:
         return port
 
 
-def _run_async(coro_factory: object) -> None:
+def _run_async(coro_factory: Callable[[], Coroutine[Any, Any, None]]) -> None:
     # A thread of its own: the test session's event loop may exist in this one.
     errors: list[BaseException] = []
 
     def target() -> None:
         try:
-            asyncio.run(coro_factory())  # type: ignore[operator]
+            asyncio.run(coro_factory())
         except BaseException as exc:
             errors.append(exc)
 
@@ -75,24 +76,13 @@ def _run_async(coro_factory: object) -> None:
 
 
 def _recreate_pg_database(name: str) -> str:
-    base = make_url(PG_URL)
+    urls: list[str] = []
 
     async def recreate() -> None:
-        admin = create_async_engine(base, isolation_level="AUTOCOMMIT")
-        async with admin.connect() as conn:
-            await conn.execute(
-                text(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                    "WHERE datname = :name AND pid <> pg_backend_pid()"
-                ),
-                {"name": name},
-            )
-            await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
-            await conn.execute(text(f'CREATE DATABASE "{name}"'))
-        await admin.dispose()
+        urls.append(await recreate_pg_database(name))
 
     _run_async(recreate)
-    return base.set(database=name).render_as_string(hide_password=False)
+    return urls[0]
 
 
 def _drop_pg_database(name: str) -> None:
