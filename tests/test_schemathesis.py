@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -45,7 +46,9 @@ def tokens(live: LiveServer) -> dict[str, str]:
     return {"user": live.login(*DEMO_USER), "admin": live.login(*DEMO_ADMIN)}
 
 
-def run_schemathesis(live: LiveServer, token: str) -> subprocess.CompletedProcess[str]:
+def run_schemathesis(live: LiveServer, token: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    # cwd: schemathesis keeps a cache of past crashes in `.schemathesis/` there; a fresh one
+    # per run keeps runs independent and the worktree clean.
     return subprocess.run(
         [
             str(BIN / "st"),
@@ -67,6 +70,7 @@ def run_schemathesis(live: LiveServer, token: str) -> subprocess.CompletedProces
             f"Authorization: Bearer {token}",
             "--no-color",
         ],
+        cwd=cwd,
         capture_output=True,
         text=True,
         timeout=600,
@@ -76,7 +80,7 @@ def run_schemathesis(live: LiveServer, token: str) -> subprocess.CompletedProces
 
 @pytest.mark.parametrize("role", ["user", "admin"])
 def test_every_operation_answers_as_its_openapi_document_says(
-    live: LiveServer, tokens: dict[str, str], role: str
+    live: LiveServer, tokens: dict[str, str], role: str, tmp_path: Path
 ) -> None:
-    result = run_schemathesis(live, tokens[role])
+    result = run_schemathesis(live, tokens[role], tmp_path)
     assert result.returncode == 0, f"schemathesis as the {role}:\n{result.stdout[-20000:]}"
