@@ -133,8 +133,12 @@ class Database:
 
 
 async def _create_pg_database() -> str:
+    return await recreate_pg_database(f"sellerdesk_test_{_ROOT_TAG}_{_worker()}")
+
+
+async def recreate_pg_database(name: str) -> str:
+    """Drop (after ending its sessions) and create database `name`; its URL."""
     base = make_url(PG_URL)
-    name = f"sellerdesk_test_{_ROOT_TAG}_{_worker()}"
     admin = create_async_engine(base, isolation_level="AUTOCOMMIT")
     async with admin.connect() as conn:
         await conn.execute(

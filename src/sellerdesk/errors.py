@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import errno
 import socket
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from fastapi.routing import iter_route_contexts
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.exc import IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 log = structlog.get_logger(__name__)
 
@@ -215,12 +218,64 @@ def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
     return body
 
 
-def _validation_details(exc: RequestValidationError) -> list[dict[str, Any]]:
+def _plural(count: Any, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+def human_message(error: Mapping[str, Any]) -> str:
+    """Pydantic's message for one error, reworded for people (the one place that does it).
+
+    Lengths speak of characters for text and items for lists (a length checked after a
+    validator says "items" for both); "Value error, " and similar prefixes go.
+    """
+    kind = str(error.get("type", ""))
+    message = str(error.get("msg", ""))
+    ctx = error.get("ctx") or {}
+    value = error.get("input")
+    if kind in _LENGTH_ERRORS:
+        shortest = kind.endswith("too_short")
+        limit = ctx.get("min_length" if shortest else "max_length")
+        noun = "character" if isinstance(value, str) or kind.startswith("string_") else "item"
+        if limit is not None:
+            return f"Should have {'at least' if shortest else 'at most'} {_plural(limit, noun)}"
+    if kind == "json_invalid":
+        return "Not valid JSON" + (f" ({ctx['error']})" if ctx.get("error") else "")
+    if kind == "missing":
+        return "This field is required"
+    if kind == "extra_forbidden":
+        return "This field is not accepted here"
+    for prefix in _MESSAGE_PREFIXES:
+        if message.startswith(prefix):
+            message = message[len(prefix) :]
+            return message[:1].upper() + message[1:]
+    return message
+
+
+_LENGTH_ERRORS = {"too_short", "too_long", "string_too_short", "string_too_long"}
+_MESSAGE_PREFIXES = ("Value error, ", "Assertion failed, ")
+
+
+def _validation_details(errors: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     # Only location, message and type: inputs may hold passwords and ctx may hold objects.
     return [
-        {"loc": list(err.get("loc", ())), "msg": str(err.get("msg", "")), "type": err.get("type")}
-        for err in exc.errors()
+        {
+            # A JSON syntax error's location is a character offset: the body as a whole is bad.
+            "loc": ["body"] if err.get("type") == "json_invalid" else list(err.get("loc", ())),
+            "msg": human_message(err),
+            "type": err.get("type"),
+        }
+        for err in errors
     ]
+
+
+def _where(loc: Sequence[Any]) -> str:
+    """`["body", "address", "city"]` → `address.city`; `["query", "page"]` → `query page`."""
+    parts = [str(part) for part in loc]
+    if parts and parts[0] == "body":
+        return ".".join(parts[1:])
+    if len(parts) > 1 and parts[0] in {"query", "path", "header", "cookie"}:
+        return f"{parts[0]} parameter {'.'.join(parts[1:])}"
+    return ".".join(parts)
 
 
 async def _app_error(_: Request, exc: Exception) -> JSONResponse:
@@ -234,22 +289,56 @@ async def _app_error(_: Request, exc: Exception) -> JSONResponse:
 
 async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    details = _validation_details(exc)
+    details = _validation_details(exc.errors())
     first = details[0] if details else None
+    where = _where(first["loc"]) if first else ""
     if first is None:
         message = "Invalid input."
-    elif first["loc"]:
-        message = f"Invalid input at {'.'.join(str(part) for part in first['loc'])}: {first['msg']}"
+    elif where:
+        message = f"Invalid input at {where}: {first['msg']}."
     else:
-        message = f"Invalid input: {first['msg']}"
+        message = f"Invalid input: {first['msg']}."
+    if len(details) > 1:
+        message += f" ({len(details) - 1} more in details)"
     return JSONResponse(error_body("validation_error", message, details), status_code=422)
 
 
-async def _http_error(_: Request, exc: Exception) -> JSONResponse:
+async def _http_error(request: Request, exc: Exception) -> JSONResponse | Response:
     assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 405:
+        allow = ", ".join(allowed_methods(request))
+        if request.method == "OPTIONS":
+            return Response(status_code=204, headers={"Allow": allow})
+        return JSONResponse(
+            error_body("method_not_allowed", f"{request.method} is not allowed here; use {allow}."),
+            status_code=405,
+            headers={"Allow": allow},
+        )
+    if exc.status_code == 400:
+        # FastAPI and Starlette raise 400 only when the body cannot be read at all (bytes that
+        # are not UTF-8, a multipart body without its boundary): that is invalid input, a 422.
+        detail = exc.detail if isinstance(exc.detail, str) else "unreadable"
+        return JSONResponse(
+            error_body(
+                "validation_error",
+                f"The request body could not be read: {detail.rstrip('.')}.",
+                [{"loc": ["body"], "msg": detail, "type": "body_unreadable"}],
+            ),
+            status_code=422,
+        )
     code = STATUS_CODES.get(exc.status_code, "error")
     message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ").capitalize()
     return JSONResponse(error_body(code, message), status_code=exc.status_code, headers=exc.headers)
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method the request's path answers (several routes may share one path)."""
+    methods = {"OPTIONS"}
+    for route in iter_route_contexts(request.app.router.routes):
+        # FULL or PARTIAL (the path matches, the method may not): the route serves this path.
+        if route.methods and route.matches(request.scope)[0] != Match.NONE:
+            methods |= route.methods
+    return sorted(methods)
 
 
 async def _integrity_error(_: Request, exc: Exception) -> JSONResponse:

@@ -32,6 +32,7 @@ from sellerdesk.kit.cache import create_cache
 from sellerdesk.kit.iplimit import PerIpLimitMiddleware
 from sellerdesk.kit.logging import configure_logging
 from sellerdesk.kit.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
+from sellerdesk.kit.openapi import install_openapi, operation_id
 from sellerdesk.kit.ratelimit import Limiter, LoginThrottle, create_storage
 from sellerdesk.orders.router import admin_router as admin_orders_router
 from sellerdesk.orders.router import payments_router as order_payments_router
@@ -76,6 +77,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         description="A store and a credit-metered Amazon data API in one service.",
         lifespan=lifespan,
+        generate_unique_id_function=operation_id,
     )
     app.state.settings = settings
     install_error_handlers(app)
@@ -96,6 +98,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     api.include_router(admin_jobs.router)
     app.include_router(health.router)
     app.include_router(api)
+    install_openapi(app)
 
     if settings.BACKEND_CORS_ORIGINS:
         app.add_middleware(

@@ -23,16 +23,26 @@ from sellerdesk.amazon.schemas import (
     FnskuResult,
     InventoryReportResult,
 )
-from sellerdesk.auth.dependencies import CurrentUser
+from sellerdesk.apikeys.dependencies import Payer
 from sellerdesk.credits.metering import MeterDep
 from sellerdesk.credits.pricing import ASIN_LOOKUP, FNSKU_CONVERSION
 from sellerdesk.db import SessionDep
 from sellerdesk.kit.idempotency import idempotent
-from sellerdesk.kit.openapi import errors
+from sellerdesk.kit.openapi import errors, response_headers
 
 router = APIRouter(tags=["amazon"])
 
-PAID_ERRORS = errors(401, 402, 403, 404, 422, 429, 502, 503, 504)
+# 401/403 (token or key), 409/422 (Idempotency-Key), 503 and the others a route's build implies
+# are added by kit.openapi; these are the charge step's and the lookup's own.
+_CHARGED = response_headers(
+    200,
+    X_Credits_Charged="Credits this call cost (0 for a repeat or a replayed Idempotency-Key).",
+    X_Credits_Remaining="The balance after this call.",
+    X_RateLimit_Limit="Paid calls allowed per window for this user.",
+    X_RateLimit_Remaining="Paid calls left in the current window.",
+)
+PAID_ERRORS = {**_CHARGED, **errors(402, 404, 429, 502, 503, 504)}
+BATCH_ERRORS = {**_CHARGED, **errors(402, 429, 502, 503, 504)}
 
 
 @router.post("/product/asin", response_model=AsinProduct, responses=PAID_ERRORS)
@@ -64,7 +74,7 @@ async def convert_fnsku(
     )
 
 
-@router.post("/conversion/fnsku/batch", response_model=FnskuBatchResult, responses=PAID_ERRORS)
+@router.post("/conversion/fnsku/batch", response_model=FnskuBatchResult, responses=BATCH_ERRORS)
 @idempotent(user_param="meter")
 async def convert_fnsku_batch(
     body: FnskuBatchQuery, session: SessionDep, meter: MeterDep, source: AmazonSourceDep
@@ -81,14 +91,17 @@ async def convert_fnsku_batch(
 @router.post(
     "/conversion/inventory-report",
     response_model=InventoryReportResult,
-    responses=errors(401, 413, 422),
+    responses=errors(413, 422),
 )
 async def upload_inventory_report(
     file: Annotated[UploadFile, File(description="FBA inventory report, CSV or TSV.")],
     request: Request,
     session: SessionDep,
-    user: CurrentUser,
+    payer: Payer,
 ) -> InventoryReportResult:
-    """Feed the caller's FNSKU ↔ ASIN mappings from an FBA inventory report; free."""
+    """Feed the caller's FNSKU ↔ ASIN mappings from an FBA inventory report; free.
+
+    Accepts a bearer token or an `X-API-Key`, like the other data routes.
+    """
     max_bytes: int = request.app.state.settings.AMAZON_REPORT_MAX_BYTES
-    return await service.import_inventory_report(session, user.id, file.file, max_bytes)
+    return await service.import_inventory_report(session, payer.user_id, file.file, max_bytes)

@@ -13,10 +13,12 @@ from sellerdesk.auth import service as auth_service
 from sellerdesk.auth.dependencies import AuthContextDep, oauth2_scheme
 from sellerdesk.db import SessionDep
 from sellerdesk.errors import NotAuthenticated
+from sellerdesk.kit.openapi import declares
 
 api_key_scheme = APIKeyHeader(name="X-API-Key", auto_error=False)
 
 
+@declares(401, 403, requires_auth=True)
 async def get_payer(
     session: SessionDep,
     ctx: AuthContextDep,

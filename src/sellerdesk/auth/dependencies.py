@@ -11,6 +11,7 @@ from sellerdesk.auth import service
 from sellerdesk.auth.service import AuthContext
 from sellerdesk.db import SessionDep
 from sellerdesk.errors import Forbidden, NotAuthenticated
+from sellerdesk.kit.openapi import declares
 from sellerdesk.models import User
 
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/login", auto_error=False)
@@ -24,6 +25,7 @@ def get_auth_context(request: Request) -> AuthContext:
 AuthContextDep = Annotated[AuthContext, Depends(get_auth_context)]
 
 
+@declares(401, 403, requires_auth=True)
 async def get_current_user(
     session: SessionDep,
     ctx: AuthContextDep,
@@ -37,6 +39,7 @@ async def get_current_user(
 CurrentUser = Annotated[User, Depends(get_current_user)]
 
 
+@declares(403, requires_auth=True)
 async def get_admin_user(user: CurrentUser) -> User:
     if not user.is_superuser:
         raise Forbidden("Administrator rights are required.")
@@ -46,6 +49,7 @@ async def get_admin_user(user: CurrentUser) -> User:
 AdminUser = Annotated[User, Depends(get_admin_user)]
 
 
+@declares(401, 403)
 async def get_optional_user(
     session: SessionDep,
     ctx: AuthContextDep,

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
@@ -12,33 +10,24 @@ from sellerdesk.auth import service
 from sellerdesk.auth.dependencies import AuthContextDep, CurrentUser
 from sellerdesk.auth.schemas import LoginRequest, RefreshRequest, TokenPair
 from sellerdesk.db import SessionDep
-from sellerdesk.errors import ValidationFailed
 from sellerdesk.kit.middleware import client_ip
-from sellerdesk.kit.openapi import errors
+from sellerdesk.kit.openapi import errors, json_body
 from sellerdesk.users.schemas import UserCreate, UserPublic
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 
 _NO_STORE = "no-store"
 
-_LOGIN_BODY: dict[str, Any] = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "application/x-www-form-urlencoded": {
-                "schema": {
-                    "type": "object",
-                    "required": ["username", "password"],
-                    "properties": {
-                        "username": {"type": "string", "description": "The account email."},
-                        "password": {"type": "string", "format": "password"},
-                    },
-                }
-            },
-            "application/json": {"schema": LoginRequest.model_json_schema()},
-        },
-    }
-}
+# OpenAPI declares the JSON body only: one body type per operation keeps generated clients
+# working. The OAuth2 password form is accepted as well (see the description), which is what
+# OAuth2 tools and the docs page's Authorize button post to the `tokenUrl`.
+_LOGIN_BODY = json_body(LoginRequest)
+_LOGIN_DESCRIPTION = (
+    'Send `{"email", "password"}` as JSON. An OAuth2 password form is accepted too '
+    "(`application/x-www-form-urlencoded` with `username` = the email and `password`), as "
+    "OAuth2 tools and the Authorize button of `/docs` send it. Wrong credentials are a 401 "
+    "whether the email exists or not; repeated failures are throttled (429)."
+)
 
 
 @router.post(
@@ -55,8 +44,9 @@ async def register(body: UserCreate, session: SessionDep, ctx: AuthContextDep) -
 @router.post(
     "/login",
     response_model=TokenPair,
-    responses=errors(401, 403, 422, 429),
+    responses=errors(401, 403, 413, 422, 429, 503),
     openapi_extra=_LOGIN_BODY,
+    description=_LOGIN_DESCRIPTION,
 )
 async def login(
     request: Request, response: Response, session: SessionDep, ctx: AuthContextDep
@@ -77,13 +67,14 @@ async def _login_body(request: Request) -> LoginRequest:
             return LoginRequest.model_validate({"email": username, "password": password})
         try:
             payload = await request.json()
-        except ValueError as exc:
-            raise ValidationFailed("The body must be JSON or an OAuth2 password form.") from exc
+        except ValueError as exc:  # not JSON, or not UTF-8: reported as FastAPI does
+            invalid = {"type": "json_invalid", "loc": ("body",), "msg": "JSON decode error"}
+            raise RequestValidationError([{**invalid, "ctx": {"error": str(exc)[:200]}}]) from exc
         return LoginRequest.model_validate(payload)
     except ValidationError as exc:
         # Report locations as FastAPI does for a body, in the names the client sent.
         details = []
-        for error in exc.errors(include_input=False, include_url=False, include_context=False):
+        for error in exc.errors(include_url=False):
             loc = ["username" if is_form and part == "email" else part for part in error["loc"]]
             details.append({**error, "loc": ("body", *loc)})
         raise RequestValidationError(details) from exc

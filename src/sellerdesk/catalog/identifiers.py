@@ -1,7 +1,7 @@
 """Catalog identifiers: category slugs, ASINs and image URLs.
 
-The ASIN rule is the contract's (the paid ASIN lookup uses the same one): `B0` + 8 `[A-Z0-9]`, or
-an ISBN-10 whose mod-11 check digit is right. Input is trimmed and upper-cased first.
+The ASIN rule is the contract's, shared with the paid ASIN lookup (`kit.identifiers`): `B0` + 8
+`[A-Z0-9]`, or an ISBN-10 whose mod-11 check digit is right. Input is trimmed and upper-cased first.
 """
 
 from __future__ import annotations
@@ -9,25 +9,17 @@ from __future__ import annotations
 import re
 from urllib.parse import urlsplit
 
+from sellerdesk.kit.identifiers import is_asin, normalize
+
 SLUG_PATTERN = r"^[a-z0-9]+(?:-[a-z0-9]+)*$"
 _SLUG = re.compile(SLUG_PATTERN)
-_B0_ASIN = re.compile(r"^B0[A-Z0-9]{8}$")
-_ISBN10 = re.compile(r"^[0-9]{9}[0-9X]$")
 MAX_URL_LENGTH = 2000
-
-
-def is_isbn10(value: str) -> bool:
-    """Nine digits and a check digit (0-9 or X for 10) with sum(weight * digit) % 11 == 0."""
-    if not _ISBN10.match(value):
-        return False
-    digits = [10 if char == "X" else int(char) for char in value]
-    return sum((10 - i) * digit for i, digit in enumerate(digits)) % 11 == 0
 
 
 def normalize_asin(value: str) -> str:
     """The ASIN trimmed and upper-cased; ValueError when it is not a valid ASIN."""
-    asin = value.strip().upper()
-    if _B0_ASIN.match(asin) or is_isbn10(asin):
+    asin = normalize(value)
+    if is_asin(asin):
         return asin
     raise ValueError("an ASIN is 'B0' followed by 8 letters or digits, or a valid ISBN-10")
 

@@ -10,6 +10,7 @@ from sellerdesk.auth.dependencies import AdminUser, OptionalUser
 from sellerdesk.catalog import importer, service
 from sellerdesk.catalog.cache import cached, digest, json_response
 from sellerdesk.catalog.schemas import (
+    SORT_ENUM_NAMES,
     CategoryCreate,
     CategoryNode,
     CategoryPublic,
@@ -48,7 +49,7 @@ SettingsDep = Annotated[Settings, Depends(_settings)]
 # --------------------------------------------------------------------------- categories
 
 
-@router.get("/categories", response_model=list[CategoryNode], responses=errors(401, 403))
+@router.get("/categories", response_model=list[CategoryNode])
 async def category_tree(session: SessionDep, cache: CacheDep, settings: SettingsDep) -> Response:
     """Active categories as a tree."""
     body, hit = await cached(
@@ -60,7 +61,7 @@ async def category_tree(session: SessionDep, cache: CacheDep, settings: Settings
     return json_response(body, hit=hit)
 
 
-@router.get("/categories/{slug}", response_model=CategoryNode, responses=errors(401, 403, 404, 422))
+@router.get("/categories/{slug}", response_model=CategoryNode, responses=errors(404))
 async def read_category(
     slug: Annotated[str, Path(max_length=200)],
     session: SessionDep,
@@ -146,7 +147,10 @@ async def list_products(
     min_price: Annotated[Money | None, Query()] = None,
     max_price: Annotated[Money | None, Query()] = None,
     in_stock: bool | None = None,
-    sort: ProductSort = "-created_at",
+    sort: Annotated[
+        ProductSort,
+        Query(json_schema_extra=SORT_ENUM_NAMES),
+    ] = "-created_at",
     include_inactive: Annotated[bool, Query(description="Admins only.")] = False,
 ) -> Response:
     """Active products, filtered, sorted and paginated."""

@@ -7,13 +7,24 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, Field, computed_field, model_validator
 
-from sellerdesk.catalog.identifiers import check_image_url, check_slug, normalize_asin
+from sellerdesk.catalog.identifiers import (
+    MAX_URL_LENGTH,
+    SLUG_PATTERN,
+    check_image_url,
+    check_slug,
+    normalize_asin,
+)
+from sellerdesk.kit.identifiers import ASIN_INPUT_PATTERN
 from sellerdesk.kit.money import Money
 from sellerdesk.kit.types import Id, InputModel, OutputModel, Text
 
 MAX_INT = 2**31 - 1  # what an INTEGER column holds
 
-Slug = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(check_slug)]
+Slug = Annotated[
+    str,
+    Field(min_length=1, max_length=200, json_schema_extra={"pattern": SLUG_PATTERN}),
+    AfterValidator(check_slug),
+]
 CategoryName = Annotated[Text, Field(min_length=1, max_length=200)]
 ProductName = Annotated[Text, Field(min_length=1, max_length=300)]
 Description = Annotated[Text, Field(max_length=20_000)]
@@ -21,9 +32,22 @@ Quantity = Annotated[int, Field(ge=0, le=MAX_INT)]
 Currency = Annotated[
     str, Field(pattern=r"^[A-Za-z]{3}$", examples=["usd"]), AfterValidator(str.lower)
 ]
-ImageUrl = Annotated[str, AfterValidator(check_image_url)]
+ImageUrl = Annotated[
+    str,
+    Field(json_schema_extra={"format": "uri", "maxLength": MAX_URL_LENGTH}),
+    AfterValidator(check_image_url),
+]
 Images = Annotated[list[ImageUrl], Field(max_length=20)]
-Asin = Annotated[str, Field(max_length=20, examples=["B08N5WRWNW"]), AfterValidator(normalize_asin)]
+Asin = Annotated[
+    str,
+    Field(
+        max_length=20,
+        examples=["B08N5WRWNW"],
+        json_schema_extra={"pattern": ASIN_INPUT_PATTERN},
+        description="`B0` + 8 letters/digits, or an ISBN-10; trimmed and upper-cased first.",
+    ),
+    AfterValidator(normalize_asin),
+]
 
 
 def _strip_sku(value: str) -> str:
@@ -36,6 +60,9 @@ def _strip_sku(value: str) -> str:
 Sku = Annotated[Text, Field(min_length=1, max_length=100), AfterValidator(_strip_sku)]
 
 ProductSort = Literal["name", "-name", "price", "-price", "created_at", "-created_at"]
+_SORT_NAMES = ["NAME", "NAME_DESC", "PRICE", "PRICE_DESC", "CREATED_AT", "CREATED_AT_DESC"]
+SORT_ENUM_NAMES: dict[str, Any] = {"x-enum-varnames": _SORT_NAMES, "x-enumNames": _SORT_NAMES}
+"""Readable names of the sort values, in order, for generated clients (`PRICE_DESC`)."""
 
 
 def _refuse_nulls(data: Any, fields: tuple[str, ...]) -> Any:

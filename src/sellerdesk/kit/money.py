@@ -50,6 +50,19 @@ Money = Annotated[
     Decimal,
     BeforeValidator(parse_amount),
     PlainSerializer(format_amount, return_type=str, when_used="always"),
-    WithJsonSchema({"type": "string", "pattern": r"^\d+\.\d{2}$", "examples": ["19.99"]}),
+    # In: at most two places and at most what Numeric(12, 2) holds (a JSON number is taken too).
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": r"^[0-9]{1,10}(\.[0-9]{1,2})?$",
+            "examples": ["19.99"],
+            "description": "A decimal string with at most two places.",
+        },
+        mode="validation",
+    ),
+    WithJsonSchema(
+        {"type": "string", "pattern": r"^\d+\.\d{2}$", "examples": ["19.99"]},
+        mode="serialization",
+    ),
 ]
 """A money amount: accepts "12.5" or 12.5, stores Decimal("12.50"), shows "12.50"."""

@@ -56,7 +56,8 @@ async def read_order(order_id: IdPath, session: SessionDep, user: CurrentUser) -
     return OrderPublic.model_validate(await service.get_own(session, user, order_id))
 
 
-@router.post("/{order_id}/cancel", response_model=OrderPublic, responses=errors(401, 404, 409, 422))
+# Cancelling a paid order refunds it at the provider: its 400/502 can surface here.
+@router.post("/{order_id}/cancel", response_model=OrderPublic, responses=errors(400, 404, 409, 502))
 async def cancel_order(
     order_id: IdPath, session: SessionDep, cache: CacheDep, user: CurrentUser
 ) -> OrderPublic:
@@ -82,9 +83,7 @@ async def admin_read_order(order_id: IdPath, session: SessionDep, admin: AdminUs
     return OrderPublic.model_validate(await service.get_visible(session, admin, order_id))
 
 
-@admin_router.patch(
-    "/{order_id}", response_model=OrderPublic, responses=errors(401, 403, 404, 409, 422)
-)
+@admin_router.patch("/{order_id}", response_model=OrderPublic, responses=errors(400, 404, 409, 502))
 async def admin_update_order(
     order_id: IdPath,
     body: OrderStatusUpdate,
@@ -111,7 +110,7 @@ async def admin_update_order(
 @payments_router.post(
     "/create-payment-intent",
     response_model=PaymentIntentPublic,
-    responses=errors(401, 404, 409, 422, 502),
+    responses=errors(400, 404, 409, 502),
 )
 @idempotent
 async def create_payment_intent(
@@ -142,7 +141,10 @@ async def confirm_payment(order_id: IdPath, session: SessionDep, user: CurrentUs
 
 
 @payments_router.post(
-    "/refund", response_model=RefundPublic, responses=errors(401, 403, 404, 409, 422, 502)
+    "/refund",
+    response_model=RefundPublic,
+    responses=errors(400, 404, 409, 502),
+    operation_id="refund_payment",
 )
 @idempotent
 async def refund(body: RefundCreate, session: SessionDep, admin: AdminUser) -> RefundPublic:

@@ -22,7 +22,16 @@ def _country(value: str) -> str:
 
 
 Line = Annotated[Text, Field(min_length=1, max_length=200)]
-Country = Annotated[Text, Field(min_length=2, max_length=2), AfterValidator(_country)]
+Country = Annotated[
+    Text,
+    Field(
+        min_length=2,
+        max_length=2,
+        json_schema_extra={"pattern": "^[A-Za-z]{2}$"},
+        description="ISO 3166-1 alpha-2, e.g. `US` (case-insensitive).",
+    ),
+    AfterValidator(_country),
+]
 
 
 class Address(InputModel):

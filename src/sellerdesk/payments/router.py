@@ -49,8 +49,9 @@ _STRIPE_EVENT_BODY = {
 @router.post(
     "/webhook",
     response_model=WebhookReceived,
-    responses=errors(400, 422, 503),
+    responses=errors(400, 413, 422, 503),
     openapi_extra=_STRIPE_EVENT_BODY,
+    operation_id="stripe_webhook",
 )
 async def webhook(
     request: Request,
