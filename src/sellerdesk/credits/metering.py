@@ -23,6 +23,7 @@ from sellerdesk.credits.errors import InsufficientCredits
 from sellerdesk.credits.pricing import PriceBook, price_book
 from sellerdesk.db import SessionDep, commit
 from sellerdesk.errors import AppError, NotFound
+from sellerdesk.kit import metrics
 from sellerdesk.kit.ratelimit import PaidCallLimits
 
 log = structlog.get_logger(__name__)
@@ -95,6 +96,7 @@ class Meter:
             except Exception as exc:
                 await self._give_back(charge, exc)
                 raise
+            metrics.CREDITS_CHARGED.inc(charge.credits)
             self._credit_headers(charge.credits, charge.balance)
             return result
         except AppError as exc:
@@ -120,6 +122,7 @@ class Meter:
             results = await resolve()
             found = [code for code in map(found_code, results) if code is not None]
             charge = await self._charge_codes(endpoint, found)
+            metrics.CREDITS_CHARGED.inc(charge.credits)
             self._credit_headers(charge.credits, charge.balance)
             return results, charge.credits
         except AppError as exc:

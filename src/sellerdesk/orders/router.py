@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query
 
 from sellerdesk.auth.dependencies import AdminUser, CurrentUser
 from sellerdesk.db import SessionDep
+from sellerdesk.kit import metrics
 from sellerdesk.kit.cache import CacheDep
 from sellerdesk.kit.idempotency import idempotent
 from sellerdesk.kit.openapi import errors
@@ -27,7 +28,9 @@ async def checkout(
     body: CheckoutIn, session: SessionDep, cache: CacheDep, user: CurrentUser
 ) -> OrderPublic:
     """Check out the cart: a pending order with its stock taken (honours Idempotency-Key)."""
-    return OrderPublic.model_validate(await service.checkout(session, cache, user, body))
+    order = OrderPublic.model_validate(await service.checkout(session, cache, user, body))
+    metrics.ORDERS_PLACED.inc()
+    return order
 
 
 @router.get("", response_model=Page[OrderPublic], responses=errors(401, 422))

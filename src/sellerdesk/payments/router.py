@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from sellerdesk.auth.dependencies import AdminUser, CurrentUser
 from sellerdesk.db import SessionDep
 from sellerdesk.errors import error_body
+from sellerdesk.kit import metrics
 from sellerdesk.kit.idempotency import idempotent
 from sellerdesk.kit.openapi import errors
 from sellerdesk.kit.types import IdPath
@@ -130,4 +131,5 @@ async def webhook(
     payload = await request.body()
     event = webhooks.verify_event(request.app.state.settings, payload, stripe_signature)
     result = await service.handle_event(session, provider, event)
+    metrics.WEBHOOK_EVENTS.labels(result).inc()
     return WebhookReceived(result=result)
