@@ -91,9 +91,9 @@ class Server:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
-    async def wait_ready(self, timeout: float = 60) -> None:
+    async def wait_ready(self, within: float = 60) -> None:
         """Until GET /health answers 200 (fails with the server's log if it died)."""
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + within
         async with httpx.AsyncClient(base_url=self.base_url, timeout=2) as client:
             while time.monotonic() < deadline:
                 if self.process.poll() is not None:
@@ -104,10 +104,10 @@ class Server:
                 except httpx.TransportError:
                     pass
                 await asyncio.sleep(0.1)
-        raise AssertionError(f"the server did not start in {timeout} s:\n{self.log}")
+        raise AssertionError(f"the server did not start in {within} s:\n{self.log}")
 
-    async def wait_for_log(self, text: str, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
+    async def wait_for_log(self, text: str, within: float = 30) -> None:
+        deadline = time.monotonic() + within
         while time.monotonic() < deadline:
             if text in self.log:
                 return
@@ -118,14 +118,14 @@ class Server:
         """SIGTERM, as `docker stop` and Kubernetes send it."""
         self.process.send_signal(signal.SIGTERM)
 
-    async def wait_exit(self, timeout: float = 30) -> int:
-        deadline = time.monotonic() + timeout
+    async def wait_exit(self, within: float = 30) -> int:
+        deadline = time.monotonic() + within
         while time.monotonic() < deadline:
             code = self.process.poll()
             if code is not None:
                 return code
             await asyncio.sleep(0.05)
-        raise AssertionError(f"the server did not exit in {timeout} s:\n{self.log}")
+        raise AssertionError(f"the server did not exit in {within} s:\n{self.log}")
 
     def stop(self) -> None:
         """Stop for good (teardown): SIGTERM, then SIGKILL if it does not go."""

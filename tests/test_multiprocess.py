@@ -243,9 +243,7 @@ async def test_concurrent_charges_through_both_processes_never_overspend(
         assert answer.json().get("error") in (None, "insufficient_credits")
 
     me = (await cluster.b.get("/api/v1/users/me", headers=headers)).json()["id"]
-    balance = await cluster.scalar(
-        select(CreditAccount.balance).where(CreditAccount.user_id == me)
-    )
+    balance = await cluster.scalar(select(CreditAccount.balance).where(CreditAccount.user_id == me))
     ledger = await cluster.scalar(
         select(func.coalesce(func.sum(CreditLedger.amount), 0)).where(CreditLedger.user_id == me)
     )
