@@ -26,12 +26,10 @@ import time
 from pathlib import Path
 
 import httpx
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
-from catalog import PG_ADMIN_URL, cli, free_port  # noqa: E402
+from catalog import cli, free_port, fresh_postgres  # noqa: E402
 
 BENCH_DB = "sellerdesk_bench_capacity"
 
@@ -65,15 +63,6 @@ def payer_token(base: str, admin: dict[str, str], n: int) -> str:
     httpx.post(f"{base}/api/v1/admin/credits/grant", json=grant, headers=admin, timeout=60)
     login = httpx.post(f"{base}/api/v1/auth/login", json=user, timeout=60)
     return str(login.json()["access_token"])
-
-
-async def fresh_database() -> str:
-    admin = create_async_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    async with admin.connect() as conn:
-        await conn.execute(text(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)'))
-        await conn.execute(text(f'CREATE DATABASE "{BENCH_DB}"'))
-    await admin.dispose()
-    return PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{BENCH_DB}"
 
 
 def connections() -> int:
@@ -132,7 +121,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=32)
     args = parser.parse_args()
-    url = asyncio.run(fresh_database())
+    url = asyncio.run(fresh_postgres(BENCH_DB))
     env = {
         **os.environ,
         "PYTHONPATH": str(ROOT / "src"),

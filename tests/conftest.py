@@ -128,9 +128,10 @@ class Database:
                     await conn.execute(insert(table), rows)
 
 
-async def _create_pg_database() -> str:
+async def _create_pg_database(suffix: str = "") -> str:
+    """A fresh, empty database of this worktree and worker (`suffix` for a second one)."""
     base = make_url(PG_URL)
-    name = f"sellerdesk_test_{_ROOT_TAG}_{_worker()}"
+    name = f"sellerdesk_test_{_ROOT_TAG}_{_worker()}{suffix}"
     admin = create_async_engine(base, isolation_level="AUTOCOMMIT")
     async with admin.connect() as conn:
         await conn.execute(

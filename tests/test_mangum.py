@@ -82,11 +82,7 @@ def http_api_event(
     }
     if query:
         event["queryStringParameters"] = query
-    if body is not None:
-        event["headers"]["content-type"] = "application/json"
-        event["body"] = base64.b64encode(json.dumps(body).encode()).decode()
-        event["isBase64Encoded"] = True
-    return event
+    return with_body(event, body)
 
 
 def alb_event(
@@ -121,6 +117,11 @@ def alb_event(
         "body": "",
         "isBase64Encoded": False,
     }
+    return with_body(event, body)
+
+
+def with_body(event: dict[str, Any], body: dict[str, Any] | None) -> dict[str, Any]:
+    """A JSON body as API Gateway and ALB pass binary-safe bodies: base64-encoded."""
     if body is not None:
         event["headers"]["content-type"] = "application/json"
         event["body"] = base64.b64encode(json.dumps(body).encode()).decode()

@@ -20,13 +20,12 @@ from typing import Any
 import httpx
 import pytest
 from redis.asyncio import Redis
-from sqlalchemy import func, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from sellerdesk.models import CreditAccount, CreditLedger, Order, Product
 from sellerdesk.seed import DEMO_ADMIN
-from tests.conftest import _ROOT_TAG, PG_URL, REDIS_URL, _worker
+from tests.conftest import _ROOT_TAG, REDIS_URL, _create_pg_database, _worker
 from tests.live_server import Server, cli, environment
 from tests.orders_factories import ADDRESS
 
@@ -70,20 +69,9 @@ class Cluster:
             await engine.dispose()
 
 
-async def _fresh_database() -> str:
-    base = make_url(PG_URL)
-    name = f"sellerdesk_test_{_ROOT_TAG}_{_worker()}_mp"
-    admin = create_async_engine(base, isolation_level="AUTOCOMMIT")
-    async with admin.connect() as conn:
-        await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        await conn.execute(text(f'CREATE DATABASE "{name}"'))
-    await admin.dispose()
-    return base.set(database=name).render_as_string(hide_password=False)
-
-
 @pytest.fixture(scope="module")
 async def cluster() -> AsyncIterator[Cluster]:
-    database_url = await _fresh_database()
+    database_url = await _create_pg_database("_mp")
     prefix = f"sdtest:{_ROOT_TAG}:{_worker()}:mp:{os.urandom(4).hex()}"
     env = environment(
         DATABASE_URL=database_url,

@@ -123,16 +123,9 @@ class Settings(BaseSettings):
             return [origin.strip() for origin in value.split(",") if origin.strip()]
         return value
 
-    @field_validator("STRIPE_PAYMENT_METHOD_TYPES", mode="before")
+    @field_validator("STRIPE_PAYMENT_METHOD_TYPES", "METRICS_ALLOW_IPS", mode="before")
     @classmethod
-    def _split_method_types(cls, value: object) -> object:
-        if isinstance(value, str):
-            return [part.strip() for part in value.split(",") if part.strip()]
-        return value
-
-    @field_validator("METRICS_ALLOW_IPS", mode="before")
-    @classmethod
-    def _split_metrics_ips(cls, value: object) -> object:
+    def _split_comma_list(cls, value: object) -> object:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
