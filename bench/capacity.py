@@ -65,18 +65,36 @@ def payer_token(base: str, admin: dict[str, str], n: int) -> str:
     return str(login.json()["access_token"])
 
 
-def connections() -> int:
-    query = f"SELECT count(*) FROM pg_stat_activity WHERE datname = '{BENCH_DB}'"  # noqa: S608
+def psql(query: str) -> str:
     done = subprocess.run(  # noqa: S603
         ["psql", "-h", "127.0.0.1", "-U", "postgres", "-tAc", query],  # noqa: S607
         capture_output=True,
         text=True,
         check=True,
     )
-    return int(done.stdout.strip())
+    return done.stdout.strip()
 
 
-def wrk(url: str, seconds: int, conns: int, script: str | None = None) -> dict[str, float]:
+def transactions() -> int:
+    """Committed transactions of the bench database so far."""
+    query = f"SELECT xact_commit FROM pg_stat_database WHERE datname = '{BENCH_DB}'"  # noqa: S608
+    return int(psql(query))
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (Linux), contention-proof unlike wall time."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def connections() -> int:
+    query = f"SELECT count(*) FROM pg_stat_activity WHERE datname = '{BENCH_DB}'"  # noqa: S608
+    return int(psql(query))
+
+
+def wrk(
+    url: str, seconds: int, conns: int, pid: int, script: str | None = None
+) -> dict[str, float]:
     command = ["wrk", "-t2", f"-c{conns}", f"-d{seconds}s", "--latency", url]
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as lua:
         if script:
@@ -91,6 +109,7 @@ def wrk(url: str, seconds: int, conns: int, script: str | None = None) -> dict[s
             peak = max(peak, connections())
 
     sampler = threading.Thread(target=sample)
+    cpu_before, xacts_before = cpu_seconds(pid), transactions()
     sampler.start()
     try:
         out = subprocess.run(command, capture_output=True, text=True, check=True).stdout  # noqa: S603
@@ -98,12 +117,16 @@ def wrk(url: str, seconds: int, conns: int, script: str | None = None) -> dict[s
         stop.set()
         sampler.join()
         Path(lua.name).unlink()
+    time.sleep(1.5)  # backends report their transaction counts about once a second
+    cpu, xacts = cpu_seconds(pid) - cpu_before, transactions() - xacts_before
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    done = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
 
     def ms(label: str) -> float:
         match = re.search(rf"{label}%\s+([\d.]+)(us|ms|s)", out)
-        assert match, out
+        if match is None:
+            return float("nan")
         value, unit = float(match.group(1)), match.group(2)
         return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
 
@@ -113,6 +136,8 @@ def wrk(url: str, seconds: int, conns: int, script: str | None = None) -> dict[s
         "p99": ms("99"),
         "errors": float(non_2xx.group(1)) if non_2xx else 0.0,
         "db_connections": float(peak),
+        "cpu_ms": cpu * 1000 / max(done, 1),
+        "xacts": xacts / max(done, 1),
     }
 
 
@@ -195,15 +220,19 @@ def main() -> None:
         for name, path, script in scenarios:
             if script is None:
                 httpx.get(f"{base}{path}")  # warm the cache
-            result = wrk(f"{base}{path}", args.seconds, args.connections, script)
+            result = wrk(f"{base}{path}", args.seconds, args.connections, server.pid, script)
             print(
-                f"{name:<46} {result['rps']:8.0f} req/s   p50 {result['p50']:7.2f} ms   "
-                f"p99 {result['p99']:7.2f} ms   non-2xx {result['errors']:.0f}   "
-                f"db connections {result['db_connections']:.0f}"
+                f"{name:<44} {result['rps']:7.0f} req/s  p50 {result['p50']:7.1f} ms  "
+                f"p99 {result['p99']:7.1f} ms  non-2xx {result['errors']:.0f}  "
+                f"CPU {result['cpu_ms']:6.2f} ms/req  DB transactions {result['xacts']:4.1f}/req  "
+                f"DB connections {result['db_connections']:.0f}"
             )
     finally:
         server.terminate()
-        server.wait(timeout=30)
+        try:
+            server.wait(timeout=90)  # queued logins finish first (graceful shutdown)
+        except subprocess.TimeoutExpired:
+            server.kill()
 
 
 if __name__ == "__main__":

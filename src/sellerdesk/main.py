@@ -121,10 +121,13 @@ def create_serverless_app(settings: Settings | None = None) -> FastAPI:
     never: they belong to Celery beat on an always-on host (`sellerdesk beat`).
     """
     settings = settings or get_settings()
-    if settings.JOBS_ENABLED:
-        log.info("serverless_jobs_disabled", reason="in-process jobs do not run in functions")
+    turned_off = settings.JOBS_ENABLED
+    if turned_off:
         settings = settings.model_copy(update={"JOBS_ENABLED": False})
-    return create_app(settings)
+    app = create_app(settings)  # configures logging: log after it
+    if turned_off:
+        log.info("serverless_jobs_disabled", reason="a function is frozen between invocations")
+    return app
 
 
 def create_handler(settings: Settings | None = None) -> Callable[..., dict[str, Any]]:
