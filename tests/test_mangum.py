@@ -7,6 +7,7 @@ import asyncio
 import base64
 import importlib.util
 import json
+import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -22,6 +23,7 @@ from redis.asyncio import Redis
 from sellerdesk.config import Settings, get_settings
 from sellerdesk.main import create_handler
 from tests.conftest import Database, make_settings
+from tests.live_server import environment
 
 ROOT = Path(__file__).resolve().parents[1]
 PASSWORD = "correct-horse-battery"
@@ -204,6 +206,28 @@ async def test_the_lambda_handler_serves_public_and_authenticated_routes(
     anonymous = results["anonymous_me"]
     assert anonymous["statusCode"] == 401
     assert decoded(anonymous)["error"] == "not_authenticated"
+
+
+def test_importing_the_entry_module_builds_nothing_and_loads_no_heavy_sdk(tmp_path: Path) -> None:
+    # A fresh interpreter, as a cold start: nothing built or imported until it is used.
+    code = (
+        "import sys, sellerdesk.main as m\n"
+        "heavy = ('stripe', 'sentry_sdk', 'celery', 'kombu', 'mangum')\n"
+        "print(sorted(n for n in ('app', 'handler') if n in vars(m)))\n"
+        "print(sorted(n for n in heavy if n in sys.modules))\n"
+        "handler = m.handler\n"
+        "print(sorted(n for n in heavy if n in sys.modules))\n"
+        "print(handler.app.state.settings.JOBS_ENABLED, m.handler is handler)\n"
+    )
+    env = environment(DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path}/cold.db", JOBS_ENABLED="true")
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, cwd=tmp_path, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    built, before, after, handler = done.stdout.splitlines()
+    assert built == "[]" and before == "[]"
+    assert after == "['mangum']"  # the handler needs Mangum, still not Stripe, Sentry, Celery
+    assert handler == "False True"
 
 
 # --------------------------------------------------------------------------- Vercel
