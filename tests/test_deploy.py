@@ -14,10 +14,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 
 from sellerdesk.config import Settings
+from tests.conftest import AppFactory
+from tests.factories import register
 from tests.live_server import Server, cli, environment
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -324,3 +327,26 @@ async def test_a_request_that_never_ends_cannot_hold_shutdown_past_the_grace_per
         sock.close()
     finally:
         server.stop()
+
+
+# --------------------------------------------------------------------------- PgBouncer
+
+
+@pytest.mark.postgres_only
+async def test_statement_cache_size_0_turns_off_prepared_statement_caching(
+    make_app: AppFactory,
+) -> None:
+    app = await make_app(DATABASE_STATEMENT_CACHE_SIZE=0)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        account = await register(c)
+        for _ in range(3):  # the same statements again: nothing is cached, each is named anew
+            me = await c.get("/api/v1/users/me", headers=account.headers)
+            assert me.status_code == 200, me.text
+        assert (await c.get("/api/v1/products")).status_code == 200
+    async with app.state.engine.connect() as conn:
+        raw = await conn.get_raw_connection()
+        adapted: Any = raw.dbapi_connection
+        assert adapted._prepared_statement_cache is None  # SQLAlchemy's cache
+        assert adapted._connection._stmt_cache.get_max_size() == 0  # asyncpg's own
+        names = {adapted._prepared_statement_name_func() for _ in range(3)}
+        assert len(names) == 3
