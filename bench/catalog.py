@@ -38,13 +38,13 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-async def fresh_postgres() -> str:
+async def fresh_postgres(name: str = PG_BENCH_DB) -> str:
     admin = create_async_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
     async with admin.connect() as conn:
-        await conn.execute(text(f'DROP DATABASE IF EXISTS "{PG_BENCH_DB}" WITH (FORCE)'))
-        await conn.execute(text(f'CREATE DATABASE "{PG_BENCH_DB}"'))
+        await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        await conn.execute(text(f'CREATE DATABASE "{name}"'))
     await admin.dispose()
-    return PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{PG_BENCH_DB}"
+    return PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
 
 
 def cli(env: dict[str, str], *args: str) -> None:

@@ -132,8 +132,9 @@ class Database:
                     await conn.execute(insert(table), rows)
 
 
-async def _create_pg_database() -> str:
-    return await recreate_pg_database(f"sellerdesk_test_{_ROOT_TAG}_{_worker()}")
+async def _create_pg_database(suffix: str = "") -> str:
+    """A fresh, empty database of this worktree and worker (`suffix` for a second one)."""
+    return await recreate_pg_database(f"sellerdesk_test_{_ROOT_TAG}_{_worker()}{suffix}")
 
 
 async def recreate_pg_database(name: str) -> str:

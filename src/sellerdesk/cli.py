@@ -48,7 +48,10 @@ def serve(
     """Serve the API with uvicorn."""
     import uvicorn
 
+    from sellerdesk.kit.metrics import clear_multiprocess_dir
+
     settings = get_settings()
+    clear_multiprocess_dir()  # PROMETHEUS_MULTIPROC_DIR: no stale values from the last run
     uvicorn.run(
         "sellerdesk.main:app",
         host=host,
@@ -58,6 +61,7 @@ def serve(
         access_log=False,
         proxy_headers=True,
         log_level=settings.LOG_LEVEL.lower(),
+        timeout_graceful_shutdown=settings.GRACEFUL_SHUTDOWN_SECONDS,
     )
 
 

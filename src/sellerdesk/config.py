@@ -137,6 +137,13 @@ class Settings(BaseSettings):
     EMAIL_USERNAME: str | None = None
     EMAIL_PASSWORD: str | None = None
     EMAIL_FROM: str = "sellerdesk <no-reply@sellerdesk.localhost>"
+    # Deploy and scale-out (issue 13): Prometheus metrics at /metrics (off unless a token or an
+    # allow-list is set), the grace period of a shutdown, and asyncpg's prepared-statement cache
+    # (0 behind PgBouncer in transaction mode, where a connection is not the same server session).
+    METRICS_TOKEN: str | None = None
+    METRICS_ALLOW_IPS: Annotated[list[str], NoDecode] = []
+    GRACEFUL_SHUTDOWN_SECONDS: int = Field(default=25, ge=1)
+    DATABASE_STATEMENT_CACHE_SIZE: int = Field(default=100, ge=0)
 
     @field_validator("BACKEND_CORS_ORIGINS", mode="before")
     @classmethod
@@ -150,9 +157,9 @@ class Settings(BaseSettings):
             return [origin.strip() for origin in value.split(",") if origin.strip()]
         return value
 
-    @field_validator("STRIPE_PAYMENT_METHOD_TYPES", mode="before")
+    @field_validator("STRIPE_PAYMENT_METHOD_TYPES", "METRICS_ALLOW_IPS", mode="before")
     @classmethod
-    def _split_method_types(cls, value: object) -> object:
+    def _split_comma_list(cls, value: object) -> object:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
@@ -162,6 +169,15 @@ class Settings(BaseSettings):
     def _upper_marketplace(cls, value: str) -> str:
         code = value.strip().upper()
         return {"GB": "UK"}.get(code, code)
+
+    @field_validator("METRICS_ALLOW_IPS")
+    @classmethod
+    def _check_metrics_ips(cls, value: list[str]) -> list[str]:
+        import ipaddress
+
+        for part in value:
+            ipaddress.ip_network(part, strict=False)  # ValueError names the bad entry
+        return value
 
     @field_validator("CURRENCY")
     @classmethod

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any
 
@@ -38,7 +39,20 @@ def create_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
         pool_size=settings.DATABASE_POOL_SIZE,
         max_overflow=settings.DATABASE_MAX_OVERFLOW,
         pool_pre_ping=True,
+        connect_args=_asyncpg_args(settings.DATABASE_STATEMENT_CACHE_SIZE),
     )
+
+
+def _asyncpg_args(statement_cache_size: int) -> dict[str, Any]:
+    """0 = PgBouncer in transaction mode: a prepared statement lives on one server connection
+    and the next transaction may get another, so cache none and never reuse a name."""
+    if statement_cache_size:
+        return {"prepared_statement_cache_size": statement_cache_size}
+    return {
+        "prepared_statement_cache_size": 0,
+        "statement_cache_size": 0,
+        "prepared_statement_name_func": lambda: f"__asyncpg_{uuid.uuid4().hex}__",
+    }
 
 
 def _configure_sqlite(engine: AsyncEngine) -> None:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from mangum import Mangum
 from redis.asyncio import Redis
 
 from sellerdesk import __version__, admin_jobs, health, jobs
@@ -28,6 +27,7 @@ from sellerdesk.db import create_engine, create_sessionmaker
 from sellerdesk.errors import install_error_handlers
 from sellerdesk.events import DISPATCHER_KEY, OutboxContext
 from sellerdesk.inventory.router import router as inventory_router
+from sellerdesk.kit import metrics
 from sellerdesk.kit.cache import create_cache
 from sellerdesk.kit.iplimit import PerIpLimitMiddleware
 from sellerdesk.kit.logging import configure_logging
@@ -97,6 +97,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     api.include_router(apikeys_router)
     api.include_router(admin_jobs.router)
     app.include_router(health.router)
+    app.include_router(metrics.router)
     app.include_router(api)
     install_openapi(app)
 
@@ -119,8 +120,40 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if settings.RATE_LIMIT_PER_IP:
         app.add_middleware(PerIpLimitMiddleware, limit=settings.RATE_LIMIT_PER_IP)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.MAX_REQUEST_BODY_BYTES)
+    app.add_middleware(metrics.MetricsMiddleware)
     app.add_middleware(RequestContextMiddleware, hsts_seconds=settings.HSTS_SECONDS)
     return app
+
+
+def create_serverless_app(settings: Settings | None = None) -> FastAPI:
+    """The app for AWS Lambda and Vercel: never the in-process scheduler.
+
+    A function is frozen between invocations, so periodic jobs there would run at random or
+    never: they belong to Celery beat on an always-on host (`sellerdesk beat`).
+    """
+    settings = settings or get_settings()
+    turned_off = settings.JOBS_ENABLED
+    if turned_off:
+        settings = settings.model_copy(update={"JOBS_ENABLED": False})
+    app = create_app(settings)  # configures logging: log after it
+    if turned_off:
+        log.info("serverless_jobs_disabled", reason="a function is frozen between invocations")
+    return app
+
+
+def create_handler(settings: Settings | None = None) -> Callable[..., dict[str, Any]]:
+    """The AWS Lambda handler: Mangum over the serverless app (API Gateway v1/v2, ALB events).
+
+    Mangum runs the app's lifespan around every invocation, so each one opens its database and
+    Redis connections and closes them before the function is frozen: put a pooler (PgBouncer,
+    RDS Proxy) in front of PostgreSQL.
+    """
+    from mangum import Mangum
+
+    handler: Callable[..., dict[str, Any]] = Mangum(
+        create_serverless_app(settings), lifespan="auto"
+    )
+    return handler
 
 
 async def _open(app: FastAPI, settings: Settings) -> None:
@@ -145,6 +178,7 @@ async def _open(app: FastAPI, settings: Settings) -> None:
     app.state.payments = create_provider(settings)
     payments_service.register_provider(engine, app.state.payments)
     _open_jobs(app, settings)
+    metrics.watch_engine(engine)
     log.info(
         "app_started",
         environment=settings.ENVIRONMENT,
@@ -181,15 +215,37 @@ def _open_jobs(app: FastAPI, settings: Settings) -> None:
 
 
 async def _close(app: FastAPI) -> None:
-    await app.state.scheduler.stop()
-    await app.state.dispatcher.close(SHUTDOWN_DRAIN_SECONDS)
-    await app.state.amazon.aclose()
-    await app.state.payments.close()
-    if app.state.redis is not None:
-        await app.state.redis.aclose()
-    await app.state.engine.dispose()
+    """Close every resource, each even if another fails (uvicorn calls this after the last
+    in-flight request finished or GRACEFUL_SHUTDOWN_SECONDS ran out)."""
+    state = app.state
+    await state.scheduler.stop()
+    await state.dispatcher.close(SHUTDOWN_DRAIN_SECONDS)
+    metrics.forget_engine(state.engine)
+    closers: list[tuple[str, Callable[[], Awaitable[Any]]]] = [
+        ("amazon", state.amazon.aclose),
+        ("payments", state.payments.close),
+        ("engine", state.engine.dispose),
+    ]
+    if state.redis is not None:
+        closers.append(("redis", state.redis.aclose))
+    for name, close in closers:
+        try:
+            await close()
+        except Exception:
+            log.exception("close_failed", resource=name)
+    metrics.process_exit()
+    log.info("app_stopped")
 
 
-app = create_app()
-handler = Mangum(app, lifespan="auto")
-"""AWS Lambda / Vercel entry point."""
+def __getattr__(name: str) -> Any:
+    """`app` (uvicorn's `sellerdesk.main:app`) and `handler` (AWS Lambda's
+    `sellerdesk.main.handler`) are built on first use, so importing this module builds neither
+    and a Lambda cold start builds only the serverless app."""
+    if name == "app":
+        value: Any = create_app()
+    elif name == "handler":
+        value = create_handler()
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value

@@ -37,6 +37,7 @@ from sellerdesk.credits.errors import InsufficientCredits
 from sellerdesk.credits.pricing import PriceBook, price_book
 from sellerdesk.db import SessionDep, commit
 from sellerdesk.errors import AppError, NotFound
+from sellerdesk.kit import metrics
 from sellerdesk.kit.idempotency import client_key
 from sellerdesk.kit.ratelimit import PaidCallLimits
 
@@ -115,6 +116,7 @@ class Meter:
                 await self._give_back(charge, exc)
                 raise
             await service.settle_served(self.session, charge)
+            metrics.CREDITS_CHARGED.inc(charge.credits)
             self._credit_headers(charge.credits, charge.balance)
             return result
         except AppError as exc:
@@ -140,6 +142,7 @@ class Meter:
             results = await resolve()
             found = [code for code in map(found_code, results) if code is not None]
             charge = await self._charge_codes(endpoint, found)
+            metrics.CREDITS_CHARGED.inc(charge.credits)
             self._credit_headers(charge.credits, charge.balance)
             return results, charge.credits
         except AppError as exc:

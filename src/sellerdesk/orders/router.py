@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from sellerdesk.auth.dependencies import AdminUser, CurrentUser
 from sellerdesk.db import SessionDep
 from sellerdesk.errors import error_body
+from sellerdesk.kit import metrics
 from sellerdesk.kit.cache import CacheDep
 from sellerdesk.kit.idempotency import idempotent
 from sellerdesk.kit.openapi import errors
@@ -40,7 +41,9 @@ async def checkout(
     body: CheckoutIn, session: SessionDep, cache: CacheDep, user: CurrentUser
 ) -> OrderPublic:
     """Check out the cart: a pending order with its stock taken (honours Idempotency-Key)."""
-    return OrderPublic.model_validate(await service.checkout(session, cache, user, body))
+    order = OrderPublic.model_validate(await service.checkout(session, cache, user, body))
+    metrics.ORDERS_PLACED.inc()
+    return order
 
 
 @router.get("", response_model=Page[OrderPublic], responses=errors(401, 422))

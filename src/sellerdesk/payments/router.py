@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, Request
 
 from sellerdesk.db import SessionDep
+from sellerdesk.kit import metrics
 from sellerdesk.kit.openapi import errors
 from sellerdesk.payments import service, webhooks
 from sellerdesk.payments.providers import PaymentProvider
@@ -63,4 +64,5 @@ async def webhook(
     payload = await request.body()
     event = webhooks.verify_event(request.app.state.settings, payload, stripe_signature)
     result = await service.handle_event(session, provider, event)
+    metrics.WEBHOOK_EVENTS.labels(result).inc()
     return WebhookReceived(result=result)

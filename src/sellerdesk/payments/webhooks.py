@@ -13,8 +13,6 @@ import json
 from dataclasses import dataclass, replace
 from typing import Any
 
-import stripe
-
 from sellerdesk.config import Settings
 from sellerdesk.errors import AppError, ServiceUnavailable
 from sellerdesk.payments.providers import IntentInfo, intent_info_from_stripe
@@ -81,6 +79,8 @@ def verify_event(settings: Settings, payload: bytes, signature: str | None) -> d
     if not secret:
         # 503, not 400: Stripe retries 5xx, so events sent while unconfigured are not lost.
         raise ServiceUnavailable("Stripe webhooks are not configured (STRIPE_WEBHOOK_SECRET).")
+    import stripe  # lazy: see StripeProvider
+
     try:
         stripe.WebhookSignature.verify_header(
             payload, signature, secret, tolerance=TOLERANCE_SECONDS
