@@ -29,6 +29,8 @@ from sellerdesk.main import create_app
 from sellerdesk.migrate import upgrade
 from sellerdesk.models import Base, CreditPrice
 
+pytest_plugins = ["tests.private_redis"]  # the `private_redis` fixture
+
 BACKEND = os.environ.get("TEST_BACKEND", "postgres")
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 PG_URL = os.environ.get("TEST_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")

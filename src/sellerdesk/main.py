@@ -9,7 +9,6 @@ import structlog
 from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from mangum import Mangum
-from redis.asyncio import Redis
 
 from sellerdesk import __version__, health, jobs
 from sellerdesk.amazon.providers import create_source
@@ -30,7 +29,14 @@ from sellerdesk.kit.cache import create_cache
 from sellerdesk.kit.iplimit import PerIpLimitMiddleware
 from sellerdesk.kit.logging import configure_logging
 from sellerdesk.kit.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
-from sellerdesk.kit.ratelimit import Limiter, LoginThrottle, create_storage
+from sellerdesk.kit.ratelimit import (
+    Limiter,
+    LoginThrottle,
+    MemoryLoginFailures,
+    RedisLoginFailures,
+    create_storage,
+)
+from sellerdesk.kit.redis_client import create_redis
 from sellerdesk.orders.router import admin_router as admin_orders_router
 from sellerdesk.orders.router import router as orders_router
 from sellerdesk.payments import service as payments_service
@@ -115,11 +121,7 @@ async def _open(app: FastAPI, settings: Settings) -> None:
     engine = create_engine(settings)
     app.state.engine = engine
     app.state.sessionmaker = create_sessionmaker(engine)
-    app.state.redis = (
-        Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
-        if settings.REDIS_URL
-        else None
-    )
+    app.state.redis = create_redis(settings.REDIS_URL) if settings.REDIS_URL else None
     app.state.cache = create_cache(app.state.redis, settings.REDIS_KEY_PREFIX)
     app.state.amazon = create_source(settings, app.state.cache)
     storage = create_storage(settings.REDIS_URL, key_prefix=f"{settings.REDIS_KEY_PREFIX}:limits")
@@ -127,9 +129,18 @@ async def _open(app: FastAPI, settings: Settings) -> None:
     app.state.auth = AuthContext(
         settings=settings,
         passwords=Passwords(settings),
-        throttle=LoginThrottle(app.state.limiter, settings.LOGIN_FAILURE_LIMIT),
+        throttle=LoginThrottle(
+            RedisLoginFailures(app.state.redis, settings.REDIS_KEY_PREFIX)
+            if app.state.redis is not None
+            else MemoryLoginFailures(),
+            per_account_address=settings.LOGIN_FAILURE_LIMIT_PER_ACCOUNT_ADDRESS,
+            per_address=settings.LOGIN_FAILURE_LIMIT_PER_ADDRESS,
+            per_account=settings.LOGIN_FAILURE_LIMIT_PER_ACCOUNT,
+        ),
         supabase=SupabaseVerifier(settings) if settings.supabase_enabled else None,
     )
+    if settings.LOGIN_FAILURE_LIMIT is not None:
+        log.warning("deprecated_setting", name="LOGIN_FAILURE_LIMIT")
     app.state.payments = create_provider(settings)
     payments_service.register_provider(engine, app.state.payments)
     log.info(
