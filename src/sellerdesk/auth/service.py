@@ -179,8 +179,15 @@ async def _supabase_user(session: AsyncSession, verifier: SupabaseVerifier, toke
                 user = await users.add(User(email=email, supabase_id=identity.subject))
                 log.info("supabase_user_provisioned", user_id=user.id)
             elif user.supabase_id is None:
+                if not identity.email_verified:
+                    # Whoever holds the token has not proven they own this account's email.
+                    raise Forbidden(
+                        "An account with this email already exists; verify your email address "
+                        "with the sign-in provider, then sign in again to link it."
+                    )
                 user.supabase_id = identity.subject
                 await session.flush()
+                log.info("supabase_identity_linked", user_id=user.id)
             elif user.supabase_id != identity.subject:
                 raise InvalidToken("This email is linked to another Supabase account.")
             # else: a concurrent first request provisioned this very subject a moment ago.
