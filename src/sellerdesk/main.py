@@ -26,6 +26,7 @@ from sellerdesk.db import create_engine, create_sessionmaker
 from sellerdesk.errors import install_error_handlers
 from sellerdesk.inventory.router import router as inventory_router
 from sellerdesk.kit.cache import create_cache
+from sellerdesk.kit.docs import install_docs
 from sellerdesk.kit.iplimit import PerIpLimitMiddleware
 from sellerdesk.kit.logging import configure_logging
 from sellerdesk.kit.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
@@ -75,6 +76,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         description="A store and a credit-metered Amazon data API in one service.",
         lifespan=lifespan,
+        docs_url=None,  # served by `install_docs`, offline
+        redoc_url=None,  # ReDoc loads from a CDN: /docs is the one documentation page
     )
     app.state.settings = settings
     install_error_handlers(app)
@@ -93,6 +96,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     api.include_router(apikeys_router)
     app.include_router(health.router)
     app.include_router(api)
+    install_docs(app)
 
     if settings.BACKEND_CORS_ORIGINS:
         app.add_middleware(
