@@ -135,6 +135,28 @@ class Settings(BaseSettings):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
+    @field_validator("DATABASE_URL")
+    @classmethod
+    def _async_driver(cls, value: str) -> str:
+        """`postgresql://` / `postgres://` (as hosting providers print them) use asyncpg."""
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            url = make_url(value)
+        except ArgumentError as exc:
+            raise ValueError("DATABASE_URL is not a database URL") from exc
+        if url.drivername in ("postgresql", "postgres"):
+            query = dict(url.query)
+            if "sslmode" in query:  # libpq's name; asyncpg calls it `ssl`
+                query["ssl"] = query.pop("sslmode")
+            url = url.set(drivername="postgresql+asyncpg", query=query)
+        elif url.drivername == "sqlite":
+            url = url.set(drivername="sqlite+aiosqlite")
+        else:
+            return value
+        return url.render_as_string(hide_password=False)
+
     @field_validator(
         "LOGIN_FAILURE_LIMIT_PER_ACCOUNT_ADDRESS",
         "LOGIN_FAILURE_LIMIT_PER_ADDRESS",
