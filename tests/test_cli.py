@@ -198,7 +198,8 @@ async def test_create_admin_promotes_an_existing_user_and_sets_the_password(
     assert "promoted" in result.output and "new-password-1" not in result.output
     assert await scalar(database_url, 'SELECT count(*) FROM "user" WHERE is_superuser') == 2
     # Its sessions ended: tokens issued before carry an older token version.
-    version = f"SELECT token_version FROM \"user\" WHERE email = '{DEMO_USER[0]}'"
+    version = "SELECT token_version FROM \"user\" WHERE email = 'user@example.com'"
+    assert DEMO_USER[0] == "user@example.com"
     assert await scalar(database_url, version) == 1
     assert (await login(make_app, database_url, DEMO_USER[0], "new-password-1")).status_code == 200
 
