@@ -4,6 +4,10 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
+# Parallel tests (pytest-xdist): one worker per core, at most 4; each has its own database and
+# Redis key prefix. `make test PYTEST_WORKERS=0` runs them in one process.
+PYTEST_WORKERS ?= auto
+PYTEST_XDIST := -n $(PYTEST_WORKERS) --maxprocesses 4
 HOST ?= 127.0.0.1
 PORT ?= 8000
 # Swagger UI's assets, served by /docs itself (no CDN): refreshed by `make swagger-ui`.
@@ -46,10 +50,10 @@ typecheck: install
 	$(BIN)/mypy
 
 test-postgres: install  ## PostgreSQL + Redis (fails under CI=true when they are unreachable)
-	TEST_BACKEND=postgres $(BIN)/pytest -q $(PYTEST_ARGS)
+	TEST_BACKEND=postgres $(BIN)/pytest -q $(PYTEST_XDIST) $(PYTEST_ARGS)
 
 test-sqlite: install  ## SQLite, in-process cache and limits
-	TEST_BACKEND=sqlite $(BIN)/pytest -q $(PYTEST_ARGS)
+	TEST_BACKEND=sqlite $(BIN)/pytest -q $(PYTEST_XDIST) $(PYTEST_ARGS)
 
 test: lint typecheck test-postgres test-sqlite
 
