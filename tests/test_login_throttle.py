@@ -7,7 +7,6 @@ fails closed (503 with `Retry-After`) while Redis is down and heals as soon as i
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import AsyncIterator
 
 import httpx
@@ -21,7 +20,7 @@ from sellerdesk.models import User
 from tests.auth_helpers import LOGIN, ME, assert_error, bearer, client_from
 from tests.conftest import AppFactory
 from tests.factories import PASSWORD, register
-from tests.private_redis import PrivateRedis
+from tests.private_redis import PrivateRedis, free_port
 
 
 def _assert_rate_limited(response: httpx.Response) -> None:
@@ -52,6 +51,16 @@ async def from_ip(app: FastAPI) -> AsyncIterator[dict[str, httpx.AsyncClient]]:
     yield Clients()
     for c in opened.values():
         await c.aclose()
+
+
+async def _app_with_limits(
+    make_app: AppFactory, account_address: str, address: str, account: str
+) -> FastAPI:
+    return await make_app(
+        LOGIN_FAILURE_LIMIT_PER_ACCOUNT_ADDRESS=account_address,
+        LOGIN_FAILURE_LIMIT_PER_ADDRESS=address,
+        LOGIN_FAILURE_LIMIT_PER_ACCOUNT=account,
+    )
 
 
 # --------------------------------------------------------------------------- the rules
@@ -116,11 +125,7 @@ async def test_unknown_emails_count_like_wrong_passwords(make_app: AppFactory) -
 
 
 async def test_successful_logins_never_count(make_app: AppFactory) -> None:
-    app = await make_app(
-        LOGIN_FAILURE_LIMIT_PER_ACCOUNT_ADDRESS="2/minute",
-        LOGIN_FAILURE_LIMIT_PER_ADDRESS="2/minute",
-        LOGIN_FAILURE_LIMIT_PER_ACCOUNT="2/minute",
-    )
+    app = await _app_with_limits(make_app, "2/minute", "2/minute", "2/minute")
     async with client_from(app, "10.0.4.1") as c:
         await register(c, "often@example.com")
         for _ in range(10):
@@ -171,11 +176,7 @@ async def test_concurrent_guesses_from_one_address_cannot_overshoot_its_limit(
 async def test_concurrent_guesses_cannot_overshoot_the_account_ceiling(
     make_app: AppFactory,
 ) -> None:
-    app = await make_app(
-        LOGIN_FAILURE_LIMIT_PER_ACCOUNT="10/minute",
-        LOGIN_FAILURE_LIMIT_PER_ACCOUNT_ADDRESS="100/minute",
-        LOGIN_FAILURE_LIMIT_PER_ADDRESS="100/minute",
-    )
+    app = await _app_with_limits(make_app, "100/minute", "100/minute", account="10/minute")
     async with client_from(app, "10.0.8.1") as c:
         await register(c, "ceiling@example.com")
         assert (await _fail(c, "ceiling@example.com")).status_code == 401
@@ -188,26 +189,16 @@ async def test_concurrent_guesses_cannot_overshoot_the_account_ceiling(
 # --------------------------------------------------------------------------- outages
 
 
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 async def test_a_database_outage_during_login_leaves_no_failure_behind(
     make_app: AppFactory,
 ) -> None:
-    app = await make_app(
-        LOGIN_FAILURE_LIMIT_PER_ACCOUNT_ADDRESS="3/minute",
-        LOGIN_FAILURE_LIMIT_PER_ADDRESS="3/minute",
-        LOGIN_FAILURE_LIMIT_PER_ACCOUNT="3/minute",
-    )
+    app = await _app_with_limits(make_app, "3/minute", "3/minute", "3/minute")
     async with client_from(app, "10.0.9.1") as c:
         await register(c, "patient@example.com")
         # The database goes away: every login fails with a server error, right or wrong
         # password, more often than any limit allows.
         working = app.state.sessionmaker
-        dead = create_async_engine(f"postgresql+asyncpg://postgres@127.0.0.1:{_closed_port()}/x")
+        dead = create_async_engine(f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/x")
         app.state.sessionmaker = create_sessionmaker(dead)
         try:
             for password in [PASSWORD, "wrong-password"] * 5:
@@ -226,7 +217,7 @@ async def test_a_database_outage_during_login_leaves_no_failure_behind(
 async def test_login_fails_closed_with_retry_after_when_redis_is_unreachable(
     make_app: AppFactory,
 ) -> None:
-    app = await make_app(REDIS_URL=f"redis://127.0.0.1:{_closed_port()}/0")
+    app = await make_app(REDIS_URL=f"redis://127.0.0.1:{free_port()}/0")
     async with client_from(app, "10.0.10.1") as c:
         response = await _login(c, "a@example.com", "whatever1")
         assert_error(response, 503, "service_unavailable")
