@@ -30,7 +30,7 @@ def test_the_deprecated_login_limit_fills_the_limits_not_set() -> None:
     assert s.LOGIN_FAILURE_LIMIT_PER_ADDRESS == "7/minute"
 
 
-@pytest.mark.parametrize("value", ["lots", "10 per", "", "ten/minute"])
+@pytest.mark.parametrize("value", ["lots", "10 per", "", "ten/minute", "0/minute"])
 def test_a_limit_that_is_not_in_the_limits_notation_is_refused(value: str) -> None:
     with pytest.raises(ValidationError, match="10/minute"):
         settings(LOGIN_FAILURE_LIMIT_PER_ACCOUNT=value)

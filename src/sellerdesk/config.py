@@ -169,9 +169,11 @@ class Settings(BaseSettings):
             from limits import parse
 
             try:
-                parse(value)
+                amount = parse(value).amount
             except ValueError as exc:
                 raise ValueError(f"{value!r} is not a limit such as '10/minute'") from exc
+            if amount < 1:
+                raise ValueError(f"{value!r} allows nothing; use a limit such as '10/minute'")
         return value
 
     @model_validator(mode="after")

@@ -55,7 +55,7 @@ async def register(body: UserCreate, session: SessionDep, ctx: AuthContextDep) -
 @router.post(
     "/login",
     response_model=TokenPair,
-    responses=errors(401, 403, 422, 429),
+    responses=errors(401, 403, 422, 429, 503),
     openapi_extra=_LOGIN_BODY,
 )
 async def login(
