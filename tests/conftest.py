@@ -32,9 +32,6 @@ from sellerdesk.models import Base, CreditPrice
 from tests.log_scan import SecretScanner
 
 pytest_plugins = ["tests.private_redis"]  # the `private_redis` fixture
-# Alembic's INFO lines (one per plugin, per migration run) would reach the terminal from
-# pytest-xdist workers, outside any test's captured output.
-logging.getLogger("alembic").setLevel(logging.WARNING)
 
 BACKEND = os.environ.get("TEST_BACKEND", "postgres")
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}

@@ -14,8 +14,9 @@ import structlog
 
 # Uvicorn's loggers: their lines propagate to the root handler instead of uvicorn's own.
 UVICORN_LOGGERS = ("uvicorn", "uvicorn.error")
-# Libraries whose DEBUG lines quote SQL parameters (hashes, tokens): never below INFO.
-QUIET_BELOW_INFO = ("aiosqlite",)
+# The least level some libraries log at: aiosqlite's DEBUG lines quote SQL parameters (hashes,
+# tokens); alembic announces each of its plugins at INFO whenever it is imported.
+LIBRARY_LEVELS = {"aiosqlite": logging.INFO, "alembic.runtime.plugins": logging.WARNING}
 
 
 class AppLogHandler(logging.StreamHandler):  # type: ignore[type-arg]
@@ -72,8 +73,8 @@ def configure_logging(level: str = "INFO", *, json: bool = True) -> None:
     root = logging.getLogger()
     root.handlers = [h for h in root.handlers if not isinstance(h, AppLogHandler)] + [handler]
     root.setLevel(level.upper())
-    for name in QUIET_BELOW_INFO:
-        logging.getLogger(name).setLevel(logging.INFO)
+    for name, least in LIBRARY_LEVELS.items():
+        logging.getLogger(name).setLevel(least)
     for name in UVICORN_LOGGERS:
         logging.getLogger(name).handlers = []
         logging.getLogger(name).propagate = True
