@@ -5,9 +5,10 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 # Parallel tests (pytest-xdist): one worker per core, at most 4; each has its own database and
-# Redis key prefix. `make test PYTEST_WORKERS=0` runs them in one process.
+# Redis key prefix. Tests marked `xdist_group("heavy_concurrency")` (hundreds of requests at
+# once) run on one worker, one after the other. `make test PYTEST_WORKERS=0`: one process.
 PYTEST_WORKERS ?= auto
-PYTEST_XDIST := -n $(PYTEST_WORKERS) --maxprocesses 4
+PYTEST_XDIST := -n $(PYTEST_WORKERS) --maxprocesses 4 --dist loadgroup
 HOST ?= 127.0.0.1
 PORT ?= 8000
 # Swagger UI's assets, served by /docs itself (no CDN): refreshed by `make swagger-ui`.
