@@ -4,8 +4,21 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
+# Parallel tests (pytest-xdist): one worker per core, at most 4; each has its own database and
+# Redis key prefix. Tests marked `xdist_group("heavy_concurrency")` (hundreds of requests at
+# once) run on one worker, one after the other. `make test PYTEST_WORKERS=0`: one process.
+PYTEST_WORKERS ?= auto
+PYTEST_XDIST := -n $(PYTEST_WORKERS) --maxprocesses 4 --dist loadgroup
+HOST ?= 127.0.0.1
+PORT ?= 8000
+# Swagger UI's assets, served by /docs itself (no CDN): refreshed by `make swagger-ui`.
+SWAGGER_UI_VERSION := 5.35.0
+SWAGGER_UI_DIR := src/sellerdesk/static/swagger-ui
+SWAGGER_UI_FILES := swagger-ui-bundle.js swagger-ui-bundle.js.LICENSE.txt swagger-ui.css \
+	favicon-32x32.png LICENSE NOTICE
 
-.PHONY: install run serve migrate seed test lint typecheck test-postgres test-sqlite lock bench clean mutate
+.PHONY: install run serve migrate seed test lint typecheck test-postgres test-sqlite lock bench \
+	clean mutate swagger-ui
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -16,10 +29,10 @@ $(STAMP): pyproject.toml requirements.lock
 
 install: $(STAMP)
 
-run: install  ## migrate, seed demo data and serve on SQLite (no other service needed)
+run: install  ## migrate, seed demo data and serve on SQLite (`make run PORT=8080 HOST=0.0.0.0`)
 	$(BIN)/sellerdesk migrate
 	$(BIN)/sellerdesk seed
-	$(BIN)/sellerdesk serve --host 127.0.0.1 --port 8000
+	$(BIN)/sellerdesk serve --host $(HOST) --port $(PORT)
 
 serve: install
 	$(BIN)/sellerdesk serve
@@ -39,10 +52,10 @@ typecheck: install
 	$(BIN)/mypy
 
 test-postgres: install  ## PostgreSQL + Redis (fails under CI=true when they are unreachable)
-	TEST_BACKEND=postgres $(BIN)/pytest -q $(PYTEST_ARGS)
+	TEST_BACKEND=postgres $(BIN)/pytest -q $(PYTEST_XDIST) $(PYTEST_ARGS)
 
 test-sqlite: install  ## SQLite, in-process cache and limits
-	TEST_BACKEND=sqlite $(BIN)/pytest -q $(PYTEST_ARGS)
+	TEST_BACKEND=sqlite $(BIN)/pytest -q $(PYTEST_XDIST) $(PYTEST_ARGS)
 
 test: lint typecheck test-postgres test-sqlite
 
@@ -51,6 +64,17 @@ lock:  ## refresh requirements.lock from pyproject.toml in a scratch venv
 	/tmp/sellerdesk-lock/bin/pip install --quiet --upgrade pip
 	/tmp/sellerdesk-lock/bin/pip install --quiet -e ".[dev]"
 	/tmp/sellerdesk-lock/bin/pip freeze --exclude-editable | grep -v '^-e ' > requirements.lock
+
+swagger-ui:  ## vendor Swagger UI's assets from npm's swagger-ui-dist (SWAGGER_UI_VERSION)
+	rm -rf /tmp/sellerdesk-swagger-ui && mkdir -p /tmp/sellerdesk-swagger-ui
+	cd /tmp/sellerdesk-swagger-ui && npm pack --silent swagger-ui-dist@$(SWAGGER_UI_VERSION) >/dev/null
+	tar -xzf /tmp/sellerdesk-swagger-ui/swagger-ui-dist-$(SWAGGER_UI_VERSION).tgz \
+		-C /tmp/sellerdesk-swagger-ui
+	mkdir -p $(SWAGGER_UI_DIR)
+	cd /tmp/sellerdesk-swagger-ui/package && cp $(SWAGGER_UI_FILES) $(CURDIR)/$(SWAGGER_UI_DIR)/
+	sed -i '/sourceMappingURL=/d' $(SWAGGER_UI_DIR)/swagger-ui-bundle.js $(SWAGGER_UI_DIR)/swagger-ui.css
+	echo "$(SWAGGER_UI_VERSION)" > $(SWAGGER_UI_DIR)/VERSION
+	rm -rf /tmp/sellerdesk-swagger-ui
 
 bench: install
 	$(BIN)/python bench/run.py

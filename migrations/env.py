@@ -47,7 +47,7 @@ def run_migrations_offline() -> None:
 
 
 async def run_migrations_online() -> None:
-    engine = create_async_engine(_url())
+    engine = create_async_engine(_url(), hide_parameters=True)  # no SQL parameters in logs
     async with engine.connect() as connection:
         await connection.run_sync(_configure)
         await connection.commit()

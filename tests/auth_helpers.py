@@ -47,6 +47,12 @@ def assert_no_secrets(response: httpx.Response) -> None:
         walk(response.json())
 
 
+def client_from(app: FastAPI, ip: str) -> httpx.AsyncClient:
+    """A client of the app whose requests come from this client address."""
+    transport = httpx.ASGITransport(app=app, client=(ip, 4321))
+    return httpx.AsyncClient(transport=transport, base_url="http://test")
+
+
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import os
 import tempfile
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +29,11 @@ from sellerdesk.config import Settings
 from sellerdesk.main import create_app
 from sellerdesk.migrate import upgrade
 from sellerdesk.models import Base, CreditPrice
+from tests.log_scan import SecretScanner
 
-# Fixtures of a private PostgreSQL cluster, for tests that stop or break the database.
-pytest_plugins = ("tests.private_postgres",)
+# Fixtures of a private redis-server and a private PostgreSQL cluster, for tests that stop or
+# break them (never the shared services).
+pytest_plugins = ["tests.private_redis", "tests.private_postgres"]
 
 BACKEND = os.environ.get("TEST_BACKEND", "postgres")
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
@@ -89,6 +92,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 def pytest_report_header(config: pytest.Config) -> str:
     return f"sellerdesk backend: {BACKEND}"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_secrets_in_logs() -> Iterator[None]:
+    """Every log line of the whole run is read; the session fails if one holds a secret."""
+    scanner = SecretScanner()
+    logging.getLogger().addHandler(scanner)
+    yield
+    logging.getLogger().removeHandler(scanner)
+    assert not scanner.hits, "log lines holding a secret:\n" + "\n".join(scanner.hits[:20])
 
 
 # --------------------------------------------------------------------------- database
@@ -205,7 +218,7 @@ def make_settings(
         "CELERY_BROKER_URL": None,
         "PASSWORD_HASH_MEMORY_KIB": 1024,
         "PASSWORD_HASH_TIME_COST": 1,
-        "LOG_LEVEL": "WARNING",
+        "LOG_LEVEL": "INFO",  # every INFO line is scanned for secrets (`no_secrets_in_logs`)
         "LOG_JSON": True,
         "PAYMENT_PROVIDER": "manual",
         "STRIPE_SECRET_KEY": None,

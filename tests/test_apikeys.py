@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 
 import httpx
 from fastapi import FastAPI
-from sqlalchemy import select
+from sqlalchemy import func, select
 
-from sellerdesk.models import ApiKey
+from sellerdesk.models import ApiKey, User
+from tests.auth_helpers import assert_error
 from tests.conftest import AppFactory
 from tests.credits_factories import (
     assert_ledger_consistent,
@@ -134,4 +136,88 @@ async def test_deactivated_users_keys_stop_working_at_once(make_app: AppFactory)
         assert off.status_code == 200
         refused = await client.post(LOOKUP, json={"code": "B000000002"}, headers=headers)
         assert refused.status_code in (401, 403)
+        await assert_ledger_consistent(app)
+
+
+# --------------------------------------------------------------------------- limits
+
+
+async def test_a_user_holds_at_most_api_keys_per_user_live_keys(make_app: AppFactory) -> None:
+    app = await make_app(API_KEYS_PER_USER=3)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        user = await register(client)
+        keys = [await create_key(client, user, f"k{n}") for n in range(3)]
+        refused = await client.post("/api/v1/api-keys", json={"name": "k3"}, headers=user.headers)
+        body = assert_error(refused, 409, "conflict")
+        assert "3" in body["message"]
+        # A revoked key frees its place; other users are not affected.
+        revoked = await client.delete(f"/api/v1/api-keys/{keys[0]['id']}", headers=user.headers)
+        assert revoked.status_code == 204
+        await create_key(client, user, "k4")
+        refused = await client.post("/api/v1/api-keys", json={"name": "k5"}, headers=user.headers)
+        assert_error(refused, 409, "conflict")
+        await create_key(client, await register(client), "theirs")
+
+
+async def test_thirty_concurrent_creates_give_exactly_twenty_keys(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    user = await register(client)
+    responses = await asyncio.gather(
+        *(
+            client.post("/api/v1/api-keys", json={"name": f"k{n}"}, headers=user.headers)
+            for n in range(30)
+        )
+    )
+    assert sorted(r.status_code for r in responses) == [201] * 20 + [409] * 10
+    listed = await client.get("/api/v1/api-keys?page_size=100", headers=user.headers)
+    assert listed.json()["total"] == 20
+    async with app.state.sessionmaker() as session:
+        live = await session.scalar(
+            select(func.count())
+            .select_from(ApiKey)
+            .where(ApiKey.user_id == user.id, ApiKey.revoked_at.is_(None))
+        )
+        counted = await session.scalar(select(User.api_key_count).where(User.id == user.id))
+    assert live == counted == 20
+
+
+async def test_concurrent_revocations_of_one_key_free_one_place(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    user = await register(client)
+    key = await create_key(client, user)
+    await create_key(client, user)
+    responses = await asyncio.gather(
+        *(client.delete(f"/api/v1/api-keys/{key['id']}", headers=user.headers) for _ in range(5))
+    )
+    assert sorted(r.status_code for r in responses) == [204] + [404] * 4
+    async with app.state.sessionmaker() as session:
+        counted = await session.scalar(select(User.api_key_count).where(User.id == user.id))
+    assert counted == 1
+
+
+async def test_the_paid_call_limit_counts_per_user_across_all_keys(make_app: AppFactory) -> None:
+    app = mount_paid_test_routes(await make_app(RATE_LIMIT_DEFAULT="3/minute"))
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        admin = await register_admin(client, app)
+        user = await register(client)
+        await grant(client, admin, user.id, 100)
+        keys = [await create_key(client, user, f"k{n}") for n in range(5)]
+        codes = iter(f"B00000{n:04d}" for n in range(100))
+
+        async def call(headers: dict[str, str]) -> httpx.Response:
+            return await client.post(LOOKUP, json={"code": next(codes)}, headers=headers)
+
+        statuses = [(await call({"X-API-Key": k["key"]})).status_code for k in keys]
+        assert statuses == [200, 200, 200, 429, 429]
+        refused = await call(user.headers)  # the Bearer token shares the same limit
+        assert_error(refused, 429, "rate_limited")
+        assert refused.headers["X-RateLimit-Limit"] == "3"
+        # Another user has their own allowance.
+        other = await register(client)
+        await grant(client, admin, other.id, 1)
+        assert (await call(other.headers)).status_code == 200
         await assert_ledger_consistent(app)

@@ -1,9 +1,11 @@
-"""Register, login (form and JSON), throttling, refresh rotation with reuse detection, logout."""
+"""Register, login (form and JSON), refresh rotation with reuse detection, logout.
+
+The failed-login throttle has its own file, `test_login_throttle.py`.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -21,6 +23,7 @@ from tests.auth_helpers import (
     assert_error,
     assert_no_secrets,
     bearer,
+    client_from,
     count_users,
     live_refresh_tokens,
 )
@@ -261,123 +264,6 @@ async def test_malformed_login_bodies_are_422(
     assert_error(response, 422, "validation_error")
 
 
-# --------------------------------------------------------------------------- throttle
-
-
-def _client_from(app: FastAPI, ip: str) -> httpx.AsyncClient:
-    transport = httpx.ASGITransport(app=app, client=(ip, 4321))
-    return httpx.AsyncClient(transport=transport, base_url="http://test")
-
-
-@pytest.fixture
-async def clients_by_ip(app: FastAPI) -> AsyncIterator[dict[str, httpx.AsyncClient]]:
-    opened: dict[str, httpx.AsyncClient] = {}
-    for n in range(1, 14):
-        opened[f"127.0.0.{n}"] = _client_from(app, f"127.0.0.{n}")
-    yield opened
-    for c in opened.values():
-        await c.aclose()
-
-
-async def _fail_login(client: httpx.AsyncClient, email: str) -> httpx.Response:
-    return await client.post(LOGIN, json={"email": email, "password": "wrong-password"})
-
-
-def _assert_rate_limited(response: httpx.Response) -> None:
-    assert_error(response, 429, "rate_limited")
-    retry_after = response.headers["Retry-After"]
-    assert retry_after.isdigit(), retry_after
-    assert 1 <= int(retry_after) <= 60
-
-
-async def test_more_than_10_failed_logins_for_one_email_are_429_from_any_ip(
-    client: httpx.AsyncClient, clients_by_ip: dict[str, httpx.AsyncClient]
-) -> None:
-    await register(client, "target@example.com")
-    ips = list(clients_by_ip)
-    for ip in ips[:10]:  # one failure per IP: only the per-email count reaches the limit
-        assert (await _fail_login(clients_by_ip[ip], "target@example.com")).status_code == 401
-    _assert_rate_limited(await _fail_login(clients_by_ip[ips[10]], "target@example.com"))
-    # Even the right password is refused while the email is throttled.
-    right = await clients_by_ip[ips[11]].post(
-        LOGIN, json={"email": "target@example.com", "password": PASSWORD}
-    )
-    _assert_rate_limited(right)
-    # Other accounts are not affected.
-    other = await register(clients_by_ip[ips[12]], "bystander@example.com")
-    assert other.access_token
-
-
-async def test_more_than_10_failed_logins_from_one_ip_are_429_for_any_email(
-    app: FastAPI, clients_by_ip: dict[str, httpx.AsyncClient]
-) -> None:
-    attacker = clients_by_ip["127.0.0.1"]
-    for n in range(10):
-        assert (await _fail_login(attacker, f"victim{n}@example.com")).status_code == 401
-    _assert_rate_limited(await _fail_login(attacker, "fresh@example.com"))
-    # The form login is throttled the same way.
-    form = await attacker.post(LOGIN, data={"username": "f@example.com", "password": "x" * 9})
-    _assert_rate_limited(form)
-    # Another IP still gets an ordinary 401.
-    other = await _fail_login(clients_by_ip["127.0.0.2"], "fresh@example.com")
-    assert_error(other, 401, "not_authenticated")
-
-
-async def test_successful_logins_do_not_count_towards_the_throttle(
-    client: httpx.AsyncClient,
-) -> None:
-    await register(client, "often@example.com")
-    for _ in range(15):
-        ok = await client.post(LOGIN, json={"email": "often@example.com", "password": PASSWORD})
-        assert ok.status_code == 200
-
-
-async def test_concurrent_wrong_guesses_for_one_email_cannot_overshoot_the_limit(
-    client: httpx.AsyncClient, app: FastAPI
-) -> None:
-    await register(client, "burst@example.com")
-    clients = [_client_from(app, f"127.0.1.{n}") for n in range(1, 31)]
-    try:
-        responses = await asyncio.gather(*(_fail_login(c, "burst@example.com") for c in clients))
-    finally:
-        for c in clients:
-            await c.aclose()
-    statuses = sorted(r.status_code for r in responses)
-    assert statuses == [401] * 10 + [429] * 20
-
-
-async def test_a_successful_login_clears_the_failures_of_its_email(
-    client: httpx.AsyncClient, app: FastAPI, clients_by_ip: dict[str, httpx.AsyncClient]
-) -> None:
-    await register(client, "forgetful@example.com")
-    ips = list(clients_by_ip)
-    for ip in ips[:9]:
-        assert (await _fail_login(clients_by_ip[ip], "forgetful@example.com")).status_code == 401
-    ok = await clients_by_ip[ips[9]].post(
-        LOGIN, json={"email": "forgetful@example.com", "password": PASSWORD}
-    )
-    assert ok.status_code == 200
-    # A fresh allowance of 10 failures (each from a fresh address).
-    fresh = [_client_from(app, f"127.0.2.{n}") for n in range(11)]
-    try:
-        for c in fresh[:10]:
-            assert (await _fail_login(c, "forgetful@example.com")).status_code == 401
-        _assert_rate_limited(await _fail_login(fresh[10], "forgetful@example.com"))
-    finally:
-        for c in fresh:
-            await c.aclose()
-
-
-async def test_login_throttle_fails_closed_when_its_storage_is_unreachable(
-    make_app: AppFactory,
-) -> None:
-    app = await make_app(REDIS_URL="redis://127.0.0.1:1/0")
-    async with _client_from(app, "127.0.0.1") as c:
-        response = await c.post(LOGIN, json={"email": "a@example.com", "password": "whatever1"})
-        assert_error(response, 503, "service_unavailable")
-        assert "x-request-id" in response.headers
-
-
 # --------------------------------------------------------------------------- refresh
 
 
@@ -450,7 +336,7 @@ async def test_refresh_with_a_malformed_body_is_422(client: httpx.AsyncClient) -
 
 async def test_expired_refresh_token_is_401(make_app: AppFactory) -> None:
     app = await make_app()
-    async with _client_from(app, "127.0.0.1") as c:
+    async with client_from(app, "127.0.0.1") as c:
         account = await register(c)
         async with app.state.sessionmaker() as session:
             await session.execute(

@@ -26,7 +26,7 @@ def database_url(tmp_path: Path) -> Iterator[str]:
     get_settings.cache_clear()
 
 
-async def invoke(database_url: str, *args: str) -> Result:
+async def invoke(database_url: str, *args: str, **settings: str) -> Result:
     """Run the CLI in a worker thread (it runs its own event loop), settings from the env."""
     env = {
         "DATABASE_URL": database_url,
@@ -35,6 +35,7 @@ async def invoke(database_url: str, *args: str) -> Result:
         "PASSWORD_HASH_MEMORY_KIB": "1024",
         "PASSWORD_HASH_TIME_COST": "1",
         "LOG_LEVEL": "WARNING",
+        **settings,
     }
 
     def run() -> Result:
@@ -104,6 +105,70 @@ async def test_seed_is_idempotent_and_its_accounts_log_in(
     assert user.status_code == 200, user.text
 
 
+async def test_seed_never_changes_an_existing_accounts_password(
+    database_url: str, make_app: AppFactory
+) -> None:
+    assert (await invoke(database_url, "migrate")).exit_code == 0
+    created = await invoke(
+        database_url, "create-admin", "--email", DEMO_ADMIN[0], "--password", "my-own-password-1"
+    )
+    assert created.exit_code == 0, created.output
+    seeded = await invoke(database_url, "seed")
+    assert seeded.exit_code == 0, seeded.output
+    assert DEMO_ADMIN[1] not in seeded.output  # not announced: it is not the password
+    assert "left unchanged" in seeded.output
+    kept = await login(make_app, database_url, DEMO_ADMIN[0], "my-own-password-1")
+    assert kept.status_code == 200, kept.text
+    demo = await login(make_app, database_url, DEMO_ADMIN[0], DEMO_ADMIN[1])
+    assert demo.status_code == 401
+    # The demo user did not exist: it was created with the demo password.
+    assert (await login(make_app, database_url, *DEMO_USER)).status_code == 200
+
+
+async def test_seed_never_promotes_or_credits_an_account_it_did_not_create(
+    database_url: str,
+) -> None:
+    assert (await invoke(database_url, "migrate")).exit_code == 0
+    engine = create_async_engine(database_url)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(
+                text(
+                    'INSERT INTO "user" (email, hashed_password, is_active, is_superuser) '
+                    "VALUES (:admin, 'x', false, false), (:user, 'y', true, false)"
+                ),
+                {"admin": DEMO_ADMIN[0], "user": DEMO_USER[0]},
+            )
+    finally:
+        await engine.dispose()
+    seeded = await invoke(database_url, "seed")
+    assert seeded.exit_code == 0, seeded.output
+    rows = await scalar(
+        database_url,
+        "SELECT count(*) FROM \"user\" WHERE is_superuser OR hashed_password NOT IN ('x', 'y')",
+    )
+    assert rows == 0
+    assert await scalar(database_url, 'SELECT count(*) FROM "user" WHERE is_active') == 1
+    assert await scalar(database_url, "SELECT count(*) FROM credit_ledger") == 0
+
+
+@pytest.mark.parametrize("environment", ["test", "staging", "production"])
+async def test_seed_refuses_outside_development_unless_forced(
+    database_url: str, environment: str
+) -> None:
+    assert (await invoke(database_url, "migrate")).exit_code == 0
+    settings = {"ENVIRONMENT": environment, "SECRET_KEY": "s" * 40}
+    refused = await invoke(database_url, "seed", **settings)
+    assert refused.exit_code == 1
+    assert refused.stdout == ""
+    [line] = refused.stderr.splitlines()
+    assert f"ENVIRONMENT={environment}" in line and "--force" in line
+    assert await scalar(database_url, 'SELECT count(*) FROM "user"') == 0
+    forced = await invoke(database_url, "seed", "--force", **settings)
+    assert forced.exit_code == 0, forced.output
+    assert await scalar(database_url, 'SELECT count(*) FROM "user"') == 2
+
+
 async def test_create_admin_creates_an_admin_who_can_log_in(
     database_url: str, make_app: AppFactory
 ) -> None:
@@ -121,15 +186,22 @@ async def test_create_admin_creates_an_admin_who_can_log_in(
     assert response.status_code == 200, response.text
 
 
-async def test_create_admin_promotes_an_existing_user(database_url: str) -> None:
+async def test_create_admin_promotes_an_existing_user_and_sets_the_password(
+    database_url: str, make_app: AppFactory
+) -> None:
     assert (await invoke(database_url, "migrate")).exit_code == 0
     assert (await invoke(database_url, "seed")).exit_code == 0
     result = await invoke(
         database_url, "create-admin", "--email", DEMO_USER[0], "--password", "new-password-1"
     )
     assert result.exit_code == 0, result.output
-    assert "promoted" in result.output
+    assert "promoted" in result.output and "new-password-1" not in result.output
     assert await scalar(database_url, 'SELECT count(*) FROM "user" WHERE is_superuser') == 2
+    # Its sessions ended: tokens issued before carry an older token version.
+    version = "SELECT token_version FROM \"user\" WHERE email = 'user@example.com'"
+    assert DEMO_USER[0] == "user@example.com"
+    assert await scalar(database_url, version) == 1
+    assert (await login(make_app, database_url, DEMO_USER[0], "new-password-1")).status_code == 200
 
 
 @pytest.mark.parametrize(

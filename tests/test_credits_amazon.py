@@ -147,6 +147,8 @@ async def test_batch_short_of_credits_is_402_and_charges_nothing(make_app: AppFa
     await assert_ledger_consistent(app)
 
 
+# Hundreds of requests at once: never beside another such test (pytest-xdist, see Makefile).
+@pytest.mark.xdist_group("heavy_concurrency")
 async def test_500_concurrent_conversions_charge_exactly_what_the_balance_allows(
     make_app: AppFactory,
 ) -> None:

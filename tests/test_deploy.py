@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"
 BIN = Path(sys.executable).parent
 # Variables read by libraries, documented beside the settings but not settings themselves.
-LIBRARY_VARIABLES = {"PROMETHEUS_MULTIPROC_DIR", "FORWARDED_ALLOW_IPS"}
+LIBRARY_VARIABLES = {"PROMETHEUS_MULTIPROC_DIR"}
 # uvicorn re-raises the signal once it has shut down, so the exit status says "SIGTERM".
 STOPPED = {0, -signal.SIGTERM}
 ALL_INTERFACES = "0.0.0.0"  # noqa: S104 - what a container must bind, checked below

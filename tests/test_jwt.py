@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -35,6 +36,8 @@ def claims_for(account: Account, **changes: Any) -> dict[str, Any]:
         "exp": int((now + timedelta(minutes=5)).timestamp()),
         "type": "access",
         "iss": "sellerdesk",
+        "jti": uuid.uuid4().hex,
+        "ver": 0,
     }
     claims.update(changes)
     return {key: value for key, value in claims.items() if value is not None}
@@ -106,13 +109,38 @@ async def test_wrong_issuer_is_rejected(
     assert_error(await client.get(ME, headers=bearer(token)), 401, "invalid_token")
 
 
-@pytest.mark.parametrize("missing", ["exp", "sub", "iat", "type", "iss"])
+@pytest.mark.parametrize("missing", ["exp", "sub", "iat", "type", "iss", "jti", "ver"])
 async def test_missing_required_claim_is_rejected(
     client: httpx.AsyncClient, app: FastAPI, account: Account, missing: str
 ) -> None:
     claims = claims_for(account)
     del claims[missing]
     assert_error(await client.get(ME, headers=bearer(sign(app, claims))), 401, "invalid_token")
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [{"ver": 1}, {"ver": -1}, {"ver": "0"}, {"ver": True}, {"ver": 0.0}, {"jti": ""}, {"jti": 7}],
+    ids=lambda changes: ",".join(f"{k}={v!r}" for k, v in changes.items()),
+)
+async def test_a_wrong_token_version_or_id_is_rejected(
+    client: httpx.AsyncClient, app: FastAPI, account: Account, changes: dict[str, Any]
+) -> None:
+    token = sign(app, claims_for(account, **changes))
+    assert_error(await client.get(ME, headers=bearer(token)), 401, "invalid_token")
+
+
+async def test_every_access_token_carries_its_own_id(
+    client: httpx.AsyncClient, account: Account
+) -> None:
+    again = await client.post(
+        "/api/v1/auth/login", json={"email": account.email, "password": account.password}
+    )
+    ids = {
+        jwt.decode(token, options={"verify_signature": False})["jti"]
+        for token in (account.access_token, again.json()["access_token"])
+    }
+    assert len(ids) == 2 and all(isinstance(i, str) and len(i) >= 16 for i in ids)
 
 
 @pytest.mark.parametrize("kind", ["refresh", "ACCESS", "", "id"])

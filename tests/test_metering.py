@@ -254,6 +254,8 @@ async def test_batch_of_more_than_1000_codes_is_422(paid: Paid) -> None:
 # --------------------------------------------------------------------------- concurrency
 
 
+# Hundreds of requests at once: never beside another such test (pytest-xdist, see Makefile).
+@pytest.mark.xdist_group("heavy_concurrency")
 async def test_500_concurrent_paid_calls_never_overdraw(make_app: AppFactory) -> None:
     setup, client = await paid_setup(
         make_app, 1000, RATE_LIMIT_DEFAULT="10000/minute", RATE_LIMIT_GLOBAL="100000/minute"

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
 from limits.aio.storage import MemoryStorage
 
 from sellerdesk.errors import RateLimited
-from sellerdesk.kit.ratelimit import Limiter, PaidCallLimits
+from sellerdesk.kit.ratelimit import Limiter, PaidCallLimits, create_storage
+from tests.private_redis import PrivateRedis
 
 
 class BrokenStorage(MemoryStorage):
@@ -50,3 +52,19 @@ async def test_storage_down_fails_open_to_a_per_process_cap() -> None:
     await limits.hit("user:1")
     with pytest.raises(RateLimited):
         await limits.hit("user:1")
+
+
+async def test_after_a_redis_restart_calls_count_in_redis_again_at_once(
+    private_redis: PrivateRedis,
+) -> None:
+    storage = create_storage(private_redis.url, key_prefix="paid-test")
+    limits = PaidCallLimits(Limiter(storage), "100/minute", "1000/minute")
+    await asyncio.gather(*(limits.hit("user:1") for _ in range(8)))  # several pooled connections
+    private_redis.restart()  # same port, empty: every pooled connection is dead
+    quotas = await asyncio.gather(*(limits.hit("user:1") for _ in range(8)))
+    # Counted in the restarted Redis, not in the fallback memory (which would have carried on
+    # from the 8 calls before the restart).
+    assert min(q.remaining for q in quotas) == 92
+    key = limits.per_payer.key_for("paid", "user:1")
+    _, in_redis = await storage.get_moving_window(key, 100, 60)
+    assert in_redis == 8

@@ -79,16 +79,70 @@ async def test_secret_mode_accepts_an_authenticated_token_and_provisions_the_use
     assert await count_users(app, supabase_id=claims["sub"]) == 1
 
 
-async def test_secret_mode_links_an_existing_local_account_by_email(
-    secret_client: tuple[httpx.AsyncClient, FastAPI],
+@pytest.mark.parametrize(
+    "proof",
+    [
+        {"email_verified": True},
+        {"email_confirmed_at": "2026-11-30T10:00:00Z"},
+        {"app_metadata": {"provider": "email", "email_verified": True}},
+    ],
+    ids=["email_verified", "email_confirmed_at", "app_metadata"],
+)
+async def test_secret_mode_links_an_existing_local_account_with_a_verified_email(
+    secret_client: tuple[httpx.AsyncClient, FastAPI], proof: dict[str, Any]
 ) -> None:
     c, _app = secret_client
     local = await register(c, "linked@example.com")
-    response = await c.get(ME, headers=bearer(hs(supabase_claims(email="linked@example.com"))))
-    assert response.status_code == 200
+    claims = supabase_claims(email="linked@example.com", **proof)
+    response = await c.get(ME, headers=bearer(hs(claims)))
+    assert response.status_code == 200, response.text
     assert response.json()["id"] == local.id
+    # Linked for good: later tokens of that subject need no proof.
+    again = await c.get(ME, headers=bearer(hs(supabase_claims(sub=claims["sub"], email=None))))
+    assert again.json()["id"] == local.id
     # The local password login keeps working, and so do our own access tokens.
     assert (await c.get(ME, headers=local.headers)).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [
+        {},
+        {"email_verified": False},
+        {"email_verified": "true"},
+        {"email_confirmed_at": None},
+        {"app_metadata": {"email_verified": False}},
+        # Users can write their own user_metadata: not believed unless the operator opts in.
+        {"user_metadata": {"email_verified": True}},
+    ],
+    ids=["nothing", "false", "string", "null_confirmed_at", "app_false", "user_metadata"],
+)
+async def test_an_unverified_email_never_links_an_existing_local_account(
+    secret_client: tuple[httpx.AsyncClient, FastAPI], claims: dict[str, Any]
+) -> None:
+    c, app = secret_client
+    local = await register(c, "owner@example.com")
+    token = hs(supabase_claims(email="owner@example.com", **claims))
+    body = assert_error(await c.get(ME, headers=bearer(token)), 403, "forbidden")
+    assert "verify your email" in body["message"]
+    assert await count_users(app, email="owner@example.com", supabase_id=None) == 1
+    assert (await c.get(ME, headers=local.headers)).status_code == 200
+
+
+async def test_user_metadata_email_verified_links_when_the_operator_trusts_it(
+    make_app: AppFactory,
+) -> None:
+    app = await make_app(
+        AUTH_SUPABASE_JWT_SECRET=SECRET,
+        AUTH_SUPABASE_ISSUER=ISSUER,
+        AUTH_SUPABASE_TRUST_USER_METADATA=True,
+    )
+    async with await _client(app) as c:
+        local = await register(c, "meta@example.com")
+        claims = supabase_claims(email="meta@example.com", user_metadata={"email_verified": True})
+        response = await c.get(ME, headers=bearer(hs(claims)))
+        assert response.status_code == 200, response.text
+        assert response.json()["id"] == local.id
 
 
 async def test_an_email_linked_to_another_supabase_account_is_refused(
@@ -115,7 +169,10 @@ async def test_an_email_linked_to_another_supabase_account_is_refused(
         {"sub": "s" * 65},
         {"email": None},  # first sight without an email: nothing to provision
     ],
-    ids=lambda changes: ",".join(f"{k}={str(v)[:12]}" for k, v in changes.items()),
+    # Ids must not depend on the clock: every pytest-xdist worker collects the same tests.
+    ids=lambda changes: ",".join(
+        f"{k}={'past' if k == 'exp' and v else str(v)[:12]}" for k, v in changes.items()
+    ),
 )
 async def test_secret_mode_refuses_unusable_tokens(
     secret_client: tuple[httpx.AsyncClient, FastAPI], changes: dict[str, Any]

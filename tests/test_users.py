@@ -5,7 +5,10 @@ from __future__ import annotations
 import httpx
 import pytest
 from fastapi import FastAPI
+from sqlalchemy import update
 
+from sellerdesk.auth.tokens import hash_refresh_token
+from sellerdesk.models import RefreshToken
 from tests.auth_helpers import (
     LOGIN,
     ME,
@@ -309,3 +312,93 @@ async def test_admin_patch_refuses_other_fields(
     assert_error(response, 422, "validation_error")
     row = await user_row(app, user.email)
     assert row is not None and row.full_name is None and row.email == user.email
+
+
+# --------------------------------------------------------------------------- ending sessions
+
+
+async def _login(client: httpx.AsyncClient, email: str, password: str) -> dict[str, str]:
+    response = await client.post(LOGIN, json={"email": email, "password": password})
+    assert response.status_code == 200, response.text
+    body: dict[str, str] = response.json()
+    return body
+
+
+async def test_a_password_change_ends_every_token_issued_before_it(
+    client: httpx.AsyncClient,
+) -> None:
+    account = await register(client)
+    laptop = await _login(client, account.email, PASSWORD)  # a second session
+    changed = await client.patch(
+        ME,
+        json={"password": "a-brand-new-password", "current_password": PASSWORD},
+        headers=account.headers,
+    )
+    assert changed.status_code == 200, changed.text
+    for session in ({"access": account.access_token}, {"access": laptop["access_token"]}):
+        stale = await client.get(ME, headers={"Authorization": f"Bearer {session['access']}"})
+        body = assert_error(stale, 401, "invalid_token")
+        assert "log in again" in body["message"]
+    for refresh_token in (account.refresh_token, laptop["refresh_token"]):
+        stale = await client.post(REFRESH, json={"refresh_token": refresh_token})
+        assert_error(stale, 401, "invalid_token")
+    # A token issued right after the change, in the same second, works.
+    fresh = await _login(client, account.email, "a-brand-new-password")
+    me = await client.get(ME, headers={"Authorization": f"Bearer {fresh['access_token']}"})
+    assert me.status_code == 200, me.text
+    rotated = await client.post(REFRESH, json={"refresh_token": fresh["refresh_token"]})
+    assert rotated.status_code == 200, rotated.text
+
+
+async def test_a_refresh_token_issued_concurrently_with_a_password_change_is_refused(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    # A refresh racing a password change can store a new refresh token that the change's
+    # revocation did not see; it still carries the old token version, so it is refused.
+    account = await register(client)
+    racing = await _login(client, account.email, PASSWORD)
+    changed = await client.patch(
+        ME,
+        json={"password": "a-brand-new-password", "current_password": PASSWORD},
+        headers=account.headers,
+    )
+    assert changed.status_code == 200
+    async with app.state.sessionmaker() as session:  # the row the racing refresh committed
+        await session.execute(
+            update(RefreshToken)
+            .where(RefreshToken.token_hash == hash_refresh_token(racing["refresh_token"]))
+            .values(revoked_at=None)
+        )
+        await session.commit()
+    stale = await client.post(REFRESH, json={"refresh_token": racing["refresh_token"]})
+    assert_error(stale, 401, "invalid_token")
+
+
+async def test_deactivation_ends_every_token_even_after_reactivation(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    admin = await register_admin(client, app)
+    user = await register(client)
+    await _deactivate(client, admin, user)
+    back = await client.patch(f"{USERS}/{user.id}", json={"is_active": True}, headers=admin.headers)
+    assert back.json()["is_active"] is True
+    assert_error(await client.get(ME, headers=user.headers), 401, "invalid_token")
+    stale = await client.post(REFRESH, json={"refresh_token": user.refresh_token})
+    assert_error(stale, 401, "invalid_token")
+    fresh = await _login(client, user.email, PASSWORD)
+    me = await client.get(ME, headers={"Authorization": f"Bearer {fresh['access_token']}"})
+    assert me.status_code == 200
+
+
+async def test_other_users_tokens_survive_a_password_change(client: httpx.AsyncClient) -> None:
+    changer = await register(client)
+    bystander = await register(client)
+    changed = await client.patch(
+        ME,
+        json={"password": "a-brand-new-password", "current_password": PASSWORD},
+        headers=changer.headers,
+    )
+    assert changed.status_code == 200
+    assert (await client.get(ME, headers=bystander.headers)).status_code == 200
+    again = await client.post(REFRESH, json={"refresh_token": bystander.refresh_token})
+    assert again.status_code == 200

@@ -50,7 +50,6 @@ class Settings(BaseSettings):
     MAX_REQUEST_BODY_BYTES: int = Field(default=10 * 1024 * 1024, ge=1024)
     HSTS_SECONDS: int = Field(default=31_536_000, ge=0)
 
-    LOGIN_FAILURE_LIMIT: str = "10/minute"
     RATE_LIMIT_DEFAULT: str = "100/minute"
     RATE_LIMIT_GLOBAL: str = "10000/minute"
     RATE_LIMIT_PER_IP: str | None = None
@@ -144,6 +143,19 @@ class Settings(BaseSettings):
     METRICS_ALLOW_IPS: Annotated[list[str], NoDecode] = []
     GRACEFUL_SHUTDOWN_SECONDS: int = Field(default=25, ge=1)
     DATABASE_STATEMENT_CACHE_SIZE: int = Field(default=100, ge=0)
+    # Hardening (issue 12). Failed-login limits, in the `limits` notation: wrong passwords for
+    # one account from one client address; from one address for any account; and for one
+    # account from everywhere, which refuses only addresses that have failed for that account.
+    LOGIN_FAILURE_LIMIT_PER_ACCOUNT_ADDRESS: str = "10/minute"
+    LOGIN_FAILURE_LIMIT_PER_ADDRESS: str = "30/minute"
+    LOGIN_FAILURE_LIMIT_PER_ACCOUNT: str = "10/minute"
+    LOGIN_FAILURE_LIMIT: str | None = None  # deprecated: the default of the three limits above
+    # Addresses (comma-separated, or "*") of proxies whose X-Forwarded-For/-Proto are believed.
+    FORWARDED_ALLOW_IPS: str = "127.0.0.1"
+    API_KEYS_PER_USER: int = Field(default=20, ge=1)  # active (unrevoked) keys per user
+    # Link a Supabase identity to an existing account on `user_metadata.email_verified`, which
+    # Supabase users can edit themselves; off: only claims users cannot set are believed.
+    AUTH_SUPABASE_TRUST_USER_METADATA: bool = False
 
     @field_validator("BACKEND_CORS_ORIGINS", mode="before")
     @classmethod
@@ -178,6 +190,59 @@ class Settings(BaseSettings):
         for part in value:
             ipaddress.ip_network(part, strict=False)  # ValueError names the bad entry
         return value
+
+    @field_validator("DATABASE_URL")
+    @classmethod
+    def _async_driver(cls, value: str) -> str:
+        """`postgresql://` / `postgres://` (as hosting providers print them) use asyncpg."""
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            url = make_url(value)
+        except ArgumentError as exc:
+            raise ValueError("DATABASE_URL is not a database URL") from exc
+        if url.drivername in ("postgresql", "postgres"):
+            query = dict(url.query)
+            if "sslmode" in query:  # libpq's name; asyncpg calls it `ssl`
+                query["ssl"] = query.pop("sslmode")
+            url = url.set(drivername="postgresql+asyncpg", query=query)
+        elif url.drivername == "sqlite":
+            url = url.set(drivername="sqlite+aiosqlite")
+        else:
+            return value
+        return url.render_as_string(hide_password=False)
+
+    @field_validator(
+        "LOGIN_FAILURE_LIMIT_PER_ACCOUNT_ADDRESS",
+        "LOGIN_FAILURE_LIMIT_PER_ADDRESS",
+        "LOGIN_FAILURE_LIMIT_PER_ACCOUNT",
+        "LOGIN_FAILURE_LIMIT",
+    )
+    @classmethod
+    def _rate_limit_notation(cls, value: str | None) -> str | None:
+        if value is not None:
+            from limits import parse
+
+            try:
+                amount = parse(value).amount
+            except ValueError as exc:
+                raise ValueError(f"{value!r} is not a limit such as '10/minute'") from exc
+            if amount < 1:
+                raise ValueError(f"{value!r} allows nothing; use a limit such as '10/minute'")
+        return value
+
+    @model_validator(mode="after")
+    def _login_failure_limit_alias(self) -> Settings:
+        if self.LOGIN_FAILURE_LIMIT is not None:
+            for name in (
+                "LOGIN_FAILURE_LIMIT_PER_ACCOUNT_ADDRESS",
+                "LOGIN_FAILURE_LIMIT_PER_ADDRESS",
+                "LOGIN_FAILURE_LIMIT_PER_ACCOUNT",
+            ):
+                if name not in self.model_fields_set:
+                    setattr(self, name, self.LOGIN_FAILURE_LIMIT)
+        return self
 
     @field_validator("CURRENCY")
     @classmethod

@@ -28,10 +28,14 @@ AfterCommit = Callable[[], Awaitable[None]]
 
 
 def create_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
-    """An async engine; SQLite gets WAL, foreign keys and writer serialisation."""
+    """An async engine; SQLite gets WAL, foreign keys and writer serialisation.
+
+    Bound parameters (password hashes, token hashes) never appear in SQLAlchemy's log lines or
+    in the text of its exceptions, which end up in tracebacks: `hide_parameters=True`.
+    """
     url = url or settings.DATABASE_URL
     if url.startswith("sqlite"):
-        engine = create_async_engine(url, connect_args={"timeout": 30})
+        engine = create_async_engine(url, connect_args={"timeout": 30}, hide_parameters=True)
         _configure_sqlite(engine)
         return engine
     return create_async_engine(
@@ -40,6 +44,7 @@ def create_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
         max_overflow=settings.DATABASE_MAX_OVERFLOW,
         pool_pre_ping=True,
         connect_args=_asyncpg_args(settings.DATABASE_STATEMENT_CACHE_SIZE),
+        hide_parameters=True,
     )
 
 

@@ -343,7 +343,9 @@ def allowed_methods(request: Request) -> list[str]:
 
 async def _integrity_error(_: Request, exc: Exception) -> JSONResponse:
     # A uniqueness or foreign-key clash that a service did not pre-check is still a 409.
-    log.warning("integrity_error", error=str(getattr(exc, "orig", exc))[:300])
+    # The driver's first line names the constraint; its DETAIL line quotes the clashing values.
+    first_line = str(getattr(exc, "orig", exc)).strip().splitlines()[:1]
+    log.warning("integrity_error", error=(first_line or [""])[0][:300])
     return JSONResponse(
         error_body("conflict", "The change conflicts with existing data."), status_code=409
     )

@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from redis.asyncio import Redis
 
 from sellerdesk import __version__, admin_jobs, health, jobs
 from sellerdesk.amazon.providers import create_source
@@ -29,11 +28,19 @@ from sellerdesk.events import DISPATCHER_KEY, OutboxContext
 from sellerdesk.inventory.router import router as inventory_router
 from sellerdesk.kit import metrics
 from sellerdesk.kit.cache import create_cache
+from sellerdesk.kit.docs import install_docs
 from sellerdesk.kit.iplimit import PerIpLimitMiddleware
 from sellerdesk.kit.logging import configure_logging
 from sellerdesk.kit.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from sellerdesk.kit.openapi import install_openapi, operation_id
-from sellerdesk.kit.ratelimit import Limiter, LoginThrottle, create_storage
+from sellerdesk.kit.ratelimit import (
+    Limiter,
+    LoginThrottle,
+    MemoryLoginFailures,
+    RedisLoginFailures,
+    create_storage,
+)
+from sellerdesk.kit.redis_client import create_redis
 from sellerdesk.orders.router import admin_router as admin_orders_router
 from sellerdesk.orders.router import payments_router as order_payments_router
 from sellerdesk.orders.router import router as orders_router
@@ -78,6 +85,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="A store and a credit-metered Amazon data API in one service.",
         lifespan=lifespan,
         generate_unique_id_function=operation_id,
+        docs_url=None,  # served by `install_docs`, offline
+        redoc_url=None,  # ReDoc loads from a CDN: /docs is the one documentation page
     )
     app.state.settings = settings
     install_error_handlers(app)
@@ -100,6 +109,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(metrics.router)
     app.include_router(api)
     install_openapi(app)
+    install_docs(app)
 
     if settings.BACKEND_CORS_ORIGINS:
         app.add_middleware(
@@ -160,11 +170,7 @@ async def _open(app: FastAPI, settings: Settings) -> None:
     engine = create_engine(settings)
     app.state.engine = engine
     app.state.sessionmaker = create_sessionmaker(engine)
-    app.state.redis = (
-        Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
-        if settings.REDIS_URL
-        else None
-    )
+    app.state.redis = create_redis(settings.REDIS_URL) if settings.REDIS_URL else None
     app.state.cache = create_cache(app.state.redis, settings.REDIS_KEY_PREFIX)
     app.state.amazon = create_source(settings, app.state.cache, app.state.redis)
     storage = create_storage(settings.REDIS_URL, key_prefix=f"{settings.REDIS_KEY_PREFIX}:limits")
@@ -172,9 +178,18 @@ async def _open(app: FastAPI, settings: Settings) -> None:
     app.state.auth = AuthContext(
         settings=settings,
         passwords=Passwords(settings),
-        throttle=LoginThrottle(app.state.limiter, settings.LOGIN_FAILURE_LIMIT),
+        throttle=LoginThrottle(
+            RedisLoginFailures(app.state.redis, settings.REDIS_KEY_PREFIX)
+            if app.state.redis is not None
+            else MemoryLoginFailures(),
+            per_account_address=settings.LOGIN_FAILURE_LIMIT_PER_ACCOUNT_ADDRESS,
+            per_address=settings.LOGIN_FAILURE_LIMIT_PER_ADDRESS,
+            per_account=settings.LOGIN_FAILURE_LIMIT_PER_ACCOUNT,
+        ),
         supabase=SupabaseVerifier(settings) if settings.supabase_enabled else None,
     )
+    if settings.LOGIN_FAILURE_LIMIT is not None:
+        log.warning("deprecated_setting", name="LOGIN_FAILURE_LIMIT")
     app.state.payments = create_provider(settings)
     payments_service.register_provider(engine, app.state.payments)
     _open_jobs(app, settings)

@@ -31,6 +31,26 @@ class ApiKeyRepository:
         await self.session.flush()
         return key
 
+    async def take_slot(self, user_id: int, cap: int) -> bool:
+        """Count one more live key for the user unless they have `cap` already (atomic)."""
+        taken = await self.session.scalar(
+            update(User)
+            .where(User.id == user_id, User.api_key_count < cap)
+            .values(api_key_count=User.api_key_count + 1)
+            .returning(User.id)
+            .execution_options(synchronize_session=False)
+        )
+        return taken is not None
+
+    async def free_slot(self, user_id: int) -> None:
+        """One live key fewer (after a revocation in the same transaction)."""
+        await self.session.execute(
+            update(User)
+            .where(User.id == user_id)
+            .values(api_key_count=User.api_key_count - 1)
+            .execution_options(synchronize_session=False)
+        )
+
     async def page_for_user(
         self, user_id: int, offset: int, limit: int
     ) -> tuple[list[ApiKey], int]:

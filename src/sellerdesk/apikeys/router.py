@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 
 from sellerdesk.apikeys import service
 from sellerdesk.apikeys.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyPublic
@@ -15,12 +15,15 @@ from sellerdesk.kit.types import IdPath
 router = APIRouter(prefix="/api-keys", tags=["api-keys"])
 
 
-@router.post("", status_code=201, response_model=ApiKeyCreated, responses=errors(401, 403, 422))
+@router.post(
+    "", status_code=201, response_model=ApiKeyCreated, responses=errors(401, 403, 409, 422)
+)
 async def create_api_key(
-    body: ApiKeyCreate, session: SessionDep, user: CurrentUser
+    body: ApiKeyCreate, session: SessionDep, user: CurrentUser, request: Request
 ) -> ApiKeyCreated:
-    """Create an API key; the `key` is shown only in this response."""
-    row, key = await service.create(session, user.id, body.name)
+    """Create an API key (at most `API_KEYS_PER_USER` live ones); the `key` is shown only here."""
+    max_keys = request.app.state.settings.API_KEYS_PER_USER
+    row, key = await service.create(session, user.id, body.name, max_keys=max_keys)
     return ApiKeyCreated(
         id=row.id,
         name=row.name,

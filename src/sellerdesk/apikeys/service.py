@@ -14,7 +14,7 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sellerdesk.apikeys.repository import ApiKeyRepository
-from sellerdesk.errors import Forbidden, InvalidToken, NotFound
+from sellerdesk.errors import Conflict, Forbidden, InvalidToken, NotFound
 from sellerdesk.kit.pagination import PageParams
 from sellerdesk.models import ApiKey
 
@@ -35,8 +35,8 @@ class PayerIdentity:
 
     @property
     def rate_key(self) -> str:
-        """The rate-limit identity: each key has its own limit, a user's tokens share one."""
-        return f"key:{self.api_key_id}" if self.api_key_id else f"user:{self.user_id}"
+        """The rate-limit identity: the user, across all their keys and their Bearer tokens."""
+        return f"user:{self.user_id}"
 
 
 def _random(length: int) -> str:
@@ -54,10 +54,19 @@ def new_key() -> tuple[str, str]:
     return prefix, f"{prefix}_{_random(40)}"
 
 
-async def create(session: AsyncSession, user_id: int, name: str) -> tuple[ApiKey, str]:
-    """A new key for the user; the whole key is returned only here."""
+async def create(
+    session: AsyncSession, user_id: int, name: str, *, max_keys: int
+) -> tuple[ApiKey, str]:
+    """A new key for the user (409 past `max_keys` live keys); the whole key is shown only here."""
+    keys = ApiKeyRepository(session)
+    if not await keys.take_slot(user_id, max_keys):
+        raise Conflict(
+            f"You already have {max_keys} active API keys, the most allowed; "
+            "revoke one to create another.",
+            details={"max_keys": max_keys},
+        )
     prefix, key = new_key()
-    row = await ApiKeyRepository(session).add(
+    row = await keys.add(
         ApiKey(
             user_id=user_id,
             name=name,
@@ -79,8 +88,10 @@ async def list_keys(
 
 async def revoke(session: AsyncSession, user_id: int, key_id: int) -> None:
     """Revoke one of the user's keys (another user's or an unknown key → 404)."""
-    if not await ApiKeyRepository(session).revoke(user_id, key_id, datetime.now(UTC)):
+    keys = ApiKeyRepository(session)
+    if not await keys.revoke(user_id, key_id, datetime.now(UTC)):
         raise NotFound("API key not found.")
+    await keys.free_slot(user_id)
     log.info("api_key_revoked", user_id=user_id, key_id=key_id)
 
 

@@ -23,6 +23,8 @@ from sellerdesk.users.schemas import UserCreate
 
 log = structlog.get_logger(__name__)
 
+_SESSION_ENDED = "This session has ended (password changed or account deactivated); log in again."
+
 
 @dataclass(slots=True)
 class AuthContext:
@@ -63,14 +65,16 @@ async def login(
 ) -> TokenPair:
     """Check the password (same answer whether or not the email exists) and issue a pair."""
     email = normalize_email(email)
-    await ctx.throttle.begin(email, ip)
-    user = await UserRepository(session).get_by_email(email)
-    valid, upgraded = await ctx.passwords.verify(password, user.hashed_password if user else None)
-    if user is None or not valid:
-        await ctx.throttle.record_failure(ip)
-        log.info("login_failed", ip=ip)
-        raise InvalidCredentials()
-    await ctx.throttle.record_success(email)
+    # Only a wrong password counts: a database error in here leaves no failure behind.
+    async with ctx.throttle.attempt(email, ip) as attempt:
+        user = await UserRepository(session).get_by_email(email)
+        hashed = user.hashed_password if user else None
+        valid, upgraded = await ctx.passwords.verify(password, hashed)
+        if user is None or not valid:
+            attempt.failed()
+            log.info("login_failed", ip=ip)
+            raise InvalidCredentials()
+        attempt.succeeded()
     if not user.is_active:
         raise Forbidden("This account is inactive.")
     if upgraded is not None:
@@ -91,10 +95,11 @@ async def issue_pair(
             token_hash=refresh_hash,
             created_at=now,
             expires_at=now + timedelta(days=settings.REFRESH_TOKEN_EXPIRE_DAYS),
+            token_version=user.token_version,
         )
     )
     return TokenPair(
-        access_token=tokens.create_access_token(settings, user.id, now),
+        access_token=tokens.create_access_token(settings, user.id, now, version=user.token_version),
         refresh_token=refresh,
         expires_in=settings.ACCESS_TOKEN_EXPIRE_MINUTES * 60,
     )
@@ -114,6 +119,8 @@ async def refresh(session: AsyncSession, settings: Settings, refresh_token: str)
     user = await UserRepository(session).get(stored.user_id)
     if user is None or not user.is_active:
         raise Forbidden("This account is inactive.")
+    if stored.token_version != user.token_version:
+        raise InvalidToken(_SESSION_ENDED)
     return await issue_pair(session, settings, user, family_id=stored.family_id)
 
 
@@ -144,6 +151,8 @@ async def user_from_token(session: AsyncSession, ctx: AuthContext, token: str) -
     if issuer == ctx.settings.JWT_ISSUER or ctx.supabase is None:
         claims = tokens.decode_access_token(ctx.settings, token)
         user = await users.get(claims.user_id)
+        if user is not None and claims.version != user.token_version:
+            raise InvalidToken(_SESSION_ENDED)
     else:
         user = await _supabase_user(session, ctx.supabase, token)
     if user is None:
@@ -170,8 +179,15 @@ async def _supabase_user(session: AsyncSession, verifier: SupabaseVerifier, toke
                 user = await users.add(User(email=email, supabase_id=identity.subject))
                 log.info("supabase_user_provisioned", user_id=user.id)
             elif user.supabase_id is None:
+                if not identity.email_verified:
+                    # Whoever holds the token has not proven they own this account's email.
+                    raise Forbidden(
+                        "An account with this email already exists; verify your email address "
+                        "with the sign-in provider, then sign in again to link it."
+                    )
                 user.supabase_id = identity.subject
                 await session.flush()
+                log.info("supabase_identity_linked", user_id=user.id)
             elif user.supabase_id != identity.subject:
                 raise InvalidToken("This email is linked to another Supabase account.")
             # else: a concurrent first request provisioned this very subject a moment ago.

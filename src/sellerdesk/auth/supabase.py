@@ -21,6 +21,30 @@ ASYMMETRIC = ["RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "EdDSA"]
 class SupabaseIdentity:
     subject: str
     email: str | None
+    email_verified: bool = False
+
+
+def email_verified(claims: dict[str, Any], *, trust_user_metadata: bool) -> bool:
+    """Whether the token vouches that its `email` was verified.
+
+    Believed: a top-level `email_verified: true` or `email_confirmed_at` (what a Supabase
+    custom access token hook adds from `auth.users.email_confirmed_at`), and
+    `app_metadata.email_verified: true` (only admins can write app_metadata). Supabase also
+    sets `user_metadata.email_verified` when the address is confirmed, but any user can
+    overwrite their own user_metadata (`PUT /auth/v1/user {"data": ...}`), so it counts only
+    when the operator opts in with `AUTH_SUPABASE_TRUST_USER_METADATA`.
+    """
+    if claims.get("email_verified") is True:
+        return True
+    confirmed_at = claims.get("email_confirmed_at")
+    if isinstance(confirmed_at, str) and confirmed_at:
+        return True
+    sources = ["app_metadata", "user_metadata"] if trust_user_metadata else ["app_metadata"]
+    for source in sources:
+        metadata = claims.get(source)
+        if isinstance(metadata, dict) and metadata.get("email_verified") is True:
+            return True
+    return False
 
 
 class SupabaseVerifier:
@@ -83,4 +107,10 @@ class SupabaseVerifier:
         if not isinstance(subject, str) or not 0 < len(subject) <= 64:
             raise InvalidToken()
         email = claims.get("email")
-        return SupabaseIdentity(subject=subject, email=email if isinstance(email, str) else None)
+        return SupabaseIdentity(
+            subject=subject,
+            email=email if isinstance(email, str) else None,
+            email_verified=email_verified(
+                claims, trust_user_metadata=self.settings.AUTH_SUPABASE_TRUST_USER_METADATA
+            ),
+        )

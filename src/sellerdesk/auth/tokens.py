@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -14,16 +15,21 @@ from sellerdesk.config import Settings
 from sellerdesk.errors import InvalidToken
 
 ACCESS = "access"
-REQUIRED_CLAIMS = ["exp", "iat", "sub", "type", "iss"]
+REQUIRED_CLAIMS = ["exp", "iat", "sub", "type", "iss", "jti", "ver"]
 
 
 @dataclass(frozen=True, slots=True)
 class AccessClaims:
     user_id: int
     issued_at: datetime
+    token_id: str
+    version: int  # the user's `token_version` when issued
 
 
-def create_access_token(settings: Settings, user_id: int, now: datetime | None = None) -> str:
+def create_access_token(
+    settings: Settings, user_id: int, now: datetime | None = None, *, version: int = 0
+) -> str:
+    """A signed access token; `version` is the user's current `token_version`."""
     now = now or datetime.now(UTC)
     payload: dict[str, Any] = {
         "sub": str(user_id),
@@ -31,6 +37,8 @@ def create_access_token(settings: Settings, user_id: int, now: datetime | None =
         "exp": now + timedelta(minutes=settings.ACCESS_TOKEN_EXPIRE_MINUTES),
         "type": ACCESS,
         "iss": settings.JWT_ISSUER,
+        "jti": uuid.uuid4().hex,
+        "ver": version,
     }
     return jwt.encode(payload, settings.SECRET_KEY, algorithm=settings.ALGORITHM)
 
@@ -51,10 +59,17 @@ def decode_access_token(settings: Settings, token: str) -> AccessClaims:
         raise InvalidToken() from exc
     if claims.get("type") != ACCESS:
         raise InvalidToken("This token is not an access token.")
-    sub = claims["sub"]
+    sub, jti, version = claims["sub"], claims["jti"], claims["ver"]
     if not isinstance(sub, str) or not sub.isdigit() or not 0 < int(sub) < 2**63:
         raise InvalidToken()
-    return AccessClaims(user_id=int(sub), issued_at=datetime.fromtimestamp(claims["iat"], UTC))
+    if not isinstance(jti, str) or not jti or type(version) is not int or version < 0:
+        raise InvalidToken()
+    return AccessClaims(
+        user_id=int(sub),
+        issued_at=datetime.fromtimestamp(claims["iat"], UTC),
+        token_id=jti,
+        version=version,
+    )
 
 
 def unverified_issuer(token: str) -> str | None:

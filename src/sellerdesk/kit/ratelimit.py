@@ -1,19 +1,28 @@
-"""Rate limiting on the `limits` library: Redis storage when configured, memory otherwise."""
+"""Rate limits: the paid routes' limits (on `limits`) and the failed-login throttle.
+
+Both keep their counts in Redis when configured, in this process's memory otherwise.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import math
 import time
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Literal, Protocol
 
+import anyio
 import structlog
 from limits import RateLimitItem, parse
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
+from redis.asyncio import Redis
 
 from sellerdesk.errors import RateLimited, ServiceUnavailable
+from sellerdesk.kit.redis_client import redis_options
 
 log = structlog.get_logger(__name__)
 
@@ -23,7 +32,11 @@ def create_storage(redis_url: str | None, key_prefix: str = "sellerdesk") -> Sto
     if redis_url:
         uri = "async+" + redis_url if not redis_url.startswith("async+") else redis_url
         return RedisStorage(
-            uri, implementation="redispy", key_prefix=key_prefix, wrap_exceptions=True
+            uri,
+            implementation="redispy",
+            key_prefix=key_prefix,
+            wrap_exceptions=True,
+            **redis_options(),
         )
     return MemoryStorage()
 
@@ -40,54 +53,236 @@ class Limiter:
         return max(1, math.ceil(stats.reset_time - time.time()))
 
 
-_LOGIN = "login-failures"
+class FailureLimit:
+    """One failed-login limit: `amount` failures within a moving window of `window_ms`."""
+
+    __slots__ = ("amount", "window_ms")
+
+    def __init__(self, text: str) -> None:
+        item = parse(text)
+        self.amount = item.amount
+        self.window_ms = item.get_expiry() * 1000
+
+
+class LoginFailureStore(Protocol):
+    """Where failed logins are counted: a moving window of attempt ids per key."""
+
+    async def reserve(
+        self, keys: tuple[str, str, str], limits: tuple[FailureLimit, ...], attempt: str
+    ) -> tuple[int, float]:
+        """Admit one attempt or say which key refuses it, atomically.
+
+        `keys` are (address, account at address, account). Refused when the address or the
+        account at this address is at its limit, or when the account is at its limit *and*
+        this address has failed for it before. Admitted: the attempt is counted under all three
+        keys at once and (0, 0) is returned; refused: (1-based index of the key, seconds until
+        it admits again), nothing counted.
+        """
+        ...
+
+    async def forget(self, keys: tuple[str, ...], attempt: str) -> None:
+        """Un-count one attempt (it was not a wrong password)."""
+        ...
+
+    async def clear(self, key: str) -> None:
+        """Forget every failure counted under a key."""
+        ...
+
+
+class RedisLoginFailures:
+    """Failures in Redis sorted sets (score = server time in ms), checked and counted in Lua."""
+
+    _RESERVE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local counts = {}
+for i = 1, 3 do
+  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now - tonumber(ARGV[2 * i + 1]))
+  counts[i] = redis.call('ZCARD', KEYS[i])
+end
+local function refuse(i)
+  local limit, window = tonumber(ARGV[2 * i]), tonumber(ARGV[2 * i + 1])
+  local nth = counts[i] - limit
+  local oldest = redis.call('ZRANGE', KEYS[i], nth, nth, 'WITHSCORES')
+  return {i, tonumber(oldest[2]) + window - now}
+end
+if counts[1] >= tonumber(ARGV[2]) then return refuse(1) end
+if counts[2] >= tonumber(ARGV[4]) then return refuse(2) end
+if counts[2] > 0 and counts[3] >= tonumber(ARGV[6]) then return refuse(3) end
+for i = 1, 3 do
+  redis.call('ZADD', KEYS[i], now, ARGV[1])
+  redis.call('PEXPIRE', KEYS[i], ARGV[2 * i + 1])
+end
+return {0, 0}
+"""
+
+    def __init__(self, redis: Redis, prefix: str) -> None:
+        self.redis = redis
+        self.prefix = prefix
+        self._reserve = redis.register_script(self._RESERVE)
+
+    async def reserve(
+        self, keys: tuple[str, str, str], limits: tuple[FailureLimit, ...], attempt: str
+    ) -> tuple[int, float]:
+        args: list[str | int] = [attempt]
+        for limit in limits:
+            args += [limit.amount, limit.window_ms]
+        index, wait_ms = await self._reserve(keys=[self._key(k) for k in keys], args=args)
+        return int(index), int(wait_ms) / 1000
+
+    async def forget(self, keys: tuple[str, ...], attempt: str) -> None:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.zrem(self._key(key), attempt)
+            await pipe.execute()
+
+    async def clear(self, key: str) -> None:
+        await self.redis.delete(self._key(key))
+
+    def _key(self, key: str) -> str:
+        return f"{self.prefix}:{key}"
+
+
+class MemoryLoginFailures:
+    """The same rules in this process's memory (no Redis: one process, e.g. development)."""
+
+    SWEEP_EVERY = 1000
+
+    def __init__(self) -> None:
+        # key -> (window in ms, [(time in ms, attempt id), ...] oldest first)
+        self._entries: dict[str, tuple[int, list[tuple[float, str]]]] = {}
+        self._reserved = 0
+
+    async def reserve(
+        self, keys: tuple[str, str, str], limits: tuple[FailureLimit, ...], attempt: str
+    ) -> tuple[int, float]:
+        # No await in here: the check and the count are one step for the event loop.
+        now = time.monotonic() * 1000
+        self._reserved += 1
+        if self._reserved % self.SWEEP_EVERY == 0:
+            self._sweep(now)
+        pairs = list(zip(keys, limits, strict=True))
+        live = [self._live(key, limit.window_ms, now) for key, limit in pairs]
+        for index, (entries, limit) in enumerate(zip(live, limits, strict=True), start=1):
+            if index == 3 and not live[1]:
+                continue  # the account's ceiling binds only addresses that failed for it
+            if len(entries) >= limit.amount:
+                oldest = entries[len(entries) - limit.amount][0]
+                return index, (oldest + limit.window_ms - now) / 1000
+        for (key, limit), entries in zip(pairs, live, strict=True):
+            entries.append((now, attempt))
+            self._entries[key] = (limit.window_ms, entries)
+        return 0, 0.0
+
+    async def forget(self, keys: tuple[str, ...], attempt: str) -> None:
+        for key in keys:
+            window, entries = self._entries.get(key, (0, []))
+            kept = [entry for entry in entries if entry[1] != attempt]
+            if kept:
+                self._entries[key] = (window, kept)
+            else:
+                self._entries.pop(key, None)
+
+    async def clear(self, key: str) -> None:
+        self._entries.pop(key, None)
+
+    def _live(self, key: str, window_ms: int, now: float) -> list[tuple[float, str]]:
+        _, entries = self._entries.get(key, (window_ms, []))
+        return [entry for entry in entries if entry[0] > now - window_ms]
+
+    def _sweep(self, now: float) -> None:
+        for key, (window, entries) in list(self._entries.items()):
+            if not entries or entries[-1][0] <= now - window:
+                del self._entries[key]
+
+
+class LoginAttempt:
+    """The verdict of one admitted login attempt, given by the code that checked the password."""
+
+    __slots__ = ("verdict",)
+
+    def __init__(self) -> None:
+        self.verdict: Literal["failed", "succeeded"] | None = None
+
+    def failed(self) -> None:
+        """The password was wrong (or the email unknown): the attempt stays counted."""
+        self.verdict = "failed"
+
+    def succeeded(self) -> None:
+        """The password was right: the attempt and this address's failures for it are forgotten."""
+        self.verdict = "succeeded"
 
 
 class LoginThrottle:
-    """Refuses logins after too many failures per email or IP; fails closed if storage is down.
+    """Refuses logins after too many wrong passwords; fails closed when its store is down.
 
-    Each attempt is counted against its email *before* the password is checked, in one atomic
-    hit, so a burst of concurrent guesses cannot overshoot the limit; a successful login clears
-    the email's count again (the password was known). The IP count is taken after a failure, so
-    successful logins from a shared address never count.
+    Failures are counted per (account, client address), per client address, and per account.
+    The per-account ceiling (against guessing from many addresses) refuses only addresses that
+    have already failed for that account, so failures elsewhere never lock the owner out of an
+    address that has not failed.
+
+    Only a wrong password counts. Each attempt is counted *before* the password is checked, in
+    one atomic step with the check of the limits, so concurrent guesses cannot overshoot; once
+    the outcome is known the count is kept (wrong password), or taken back (right password, or
+    no verdict at all: a database error, a crash, a cancelled request).
     """
 
-    def __init__(self, limiter: Limiter, limit: str) -> None:
-        self.limiter = limiter
-        self.item = parse(limit)
+    STORE_DOWN_RETRY_AFTER = 5
+    _REASONS = ("", "address", "account_address", "account")
 
-    async def begin(self, email: str, ip: str) -> None:
-        """Admit one attempt or raise 429 when the email or the IP is over the failure limit."""
-        async with self._storage_errors():
-            ip_key, email_key = f"ip:{ip}", f"email:{email}"
-            if not await self.limiter.strategy.test(self.item, _LOGIN, ip_key):
-                await self._refuse(ip_key)
-            if not await self.limiter.strategy.hit(self.item, _LOGIN, email_key):
-                await self._refuse(email_key)
-
-    async def record_failure(self, ip: str) -> None:
-        """The attempt failed: count it against the IP (the email counted it in `begin`)."""
-        async with self._storage_errors():
-            await self.limiter.strategy.hit(self.item, _LOGIN, f"ip:{ip}")
-
-    async def record_success(self, email: str) -> None:
-        """The password was right: forget the email's failures."""
-        async with self._storage_errors():
-            await self.limiter.strategy.clear(self.item, _LOGIN, f"email:{email}")
-
-    async def _refuse(self, key: str) -> None:
-        retry = await self.limiter.retry_after(self.item, _LOGIN, key)
-        raise RateLimited(retry, "Too many failed logins; retry later.")
+    def __init__(
+        self,
+        store: LoginFailureStore,
+        *,
+        per_account_address: str,
+        per_address: str,
+        per_account: str,
+    ) -> None:
+        self.store = store
+        self.limits = (
+            FailureLimit(per_address),
+            FailureLimit(per_account_address),
+            FailureLimit(per_account),
+        )
 
     @asynccontextmanager
-    async def _storage_errors(self) -> AsyncIterator[None]:
+    async def attempt(self, email: str, ip: str) -> AsyncIterator[LoginAttempt]:
+        """Admit one attempt (429 when over a limit, 503 when the store is down) and settle it."""
+        account = hashlib.sha256(email.encode()).hexdigest()[:32]
+        keys = (f"login:addr:{ip}", f"login:pair:{account}:{ip}", f"login:acct:{account}")
+        attempt_id = uuid.uuid4().hex
         try:
-            yield
-        except RateLimited:
-            raise
+            refused, wait = await self.store.reserve(keys, self.limits, attempt_id)
         except Exception as exc:
             log.error("login_throttle_unavailable", error=type(exc).__name__)
-            raise ServiceUnavailable("Login is temporarily unavailable; retry later.") from exc
+            raise ServiceUnavailable(
+                "Login is temporarily unavailable; retry later.",
+                headers={"Retry-After": str(self.STORE_DOWN_RETRY_AFTER)},
+            ) from exc
+        if refused:
+            log.info("login_refused", reason=self._REASONS[refused], ip=ip)
+            raise RateLimited(math.ceil(wait), "Too many failed logins; retry later.")
+        outcome = LoginAttempt()
+        try:
+            yield outcome
+        finally:
+            # Settle even when the request is being cancelled.
+            with anyio.CancelScope(shield=True):
+                await self._settle(keys, attempt_id, outcome.verdict)
+
+    async def _settle(
+        self, keys: tuple[str, str, str], attempt_id: str, verdict: str | None
+    ) -> None:
+        address, pair, account = keys
+        try:
+            if verdict == "succeeded":
+                await self.store.forget((address, account), attempt_id)
+                await self.store.clear(pair)
+            elif verdict is None:
+                await self.store.forget(keys, attempt_id)
+        except Exception as exc:
+            # The reservation expires with its window; nothing else to do.
+            log.error("login_throttle_settle_failed", verdict=verdict, error=type(exc).__name__)
 
 
 class Quota:

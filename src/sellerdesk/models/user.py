@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, ForeignKey, String, false, true
+from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Integer, String, false, true
 from sqlalchemy.orm import Mapped, mapped_column
 
 from sellerdesk.models.base import Base, BigId, IdMixin, TimestampMixin, UTCDateTime
@@ -19,6 +19,16 @@ class User(IdMixin, TimestampMixin, Base):
     is_active: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     is_superuser: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     supabase_id: Mapped[str | None] = mapped_column(String(64), unique=True, nullable=True)
+    # Raised by a password change or a deactivation: tokens issued before it stop working.
+    token_version: Mapped[int] = mapped_column(
+        Integer, default=0, server_default="0", nullable=False
+    )
+    # Live (unrevoked) API keys, kept in step by every create and revoke; capped per user.
+    api_key_count: Mapped[int] = mapped_column(
+        Integer, default=0, server_default="0", nullable=False
+    )
+
+    __table_args__ = (CheckConstraint("api_key_count >= 0", name="api_key_count_non_negative"),)
 
 
 class RefreshToken(IdMixin, Base):
@@ -34,3 +44,7 @@ class RefreshToken(IdMixin, Base):
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    # The user's `token_version` when issued: a later password change makes it unusable.
+    token_version: Mapped[int] = mapped_column(
+        Integer, default=0, server_default="0", nullable=False
+    )

@@ -6,6 +6,7 @@ from datetime import datetime
 
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
 
 from sellerdesk.models import RefreshToken, User
 
@@ -34,6 +35,17 @@ class UserRepository:
         self.session.add(user)
         await self.session.flush()
         return user
+
+    async def bump_token_version(self, user: User) -> None:
+        """Raise the user's `token_version` by one, atomically; every older token stops."""
+        version = await self.session.scalar(
+            update(User)
+            .where(User.id == user.id)
+            .values(token_version=User.token_version + 1)
+            .returning(User.token_version)
+            .execution_options(synchronize_session=False)
+        )
+        set_committed_value(user, "token_version", version)
 
 
 class RefreshTokenRepository:

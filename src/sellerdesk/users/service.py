@@ -41,8 +41,7 @@ async def update_me(
                 details=[{"loc": ["body", "current_password"], "msg": "incorrect password"}],
             )
         user.hashed_password = await passwords.hash(data.password)
-        # Every other session ends with a password change.
-        await RefreshTokenRepository(session).revoke_all_for_user(user.id, datetime.now(UTC))
+        await end_sessions(session, user)  # the caller logs in again with the new password
         log.info("password_changed", user_id=user.id)
         await events.publish(session, "password_changed", {"user_id": user.id})
     await session.flush()
@@ -64,6 +63,12 @@ async def active_admin_emails(session: AsyncSession) -> list[str]:
     return list(rows)
 
 
+async def end_sessions(session: AsyncSession, user: User) -> None:
+    """Every access and refresh token issued to the user so far stops working."""
+    await UserRepository(session).bump_token_version(user)
+    await RefreshTokenRepository(session).revoke_all_for_user(user.id, datetime.now(UTC))
+
+
 async def list_users(session: AsyncSession, params: PageParams) -> tuple[list[User], int]:
     return await UserRepository(session).page(params.offset, params.page_size)
 
@@ -80,7 +85,7 @@ async def update_user(
     if data.is_active is not None:
         user.is_active = data.is_active
         if not data.is_active:
-            await RefreshTokenRepository(session).revoke_all_for_user(user.id, datetime.now(UTC))
+            await end_sessions(session, user)
     if data.is_superuser is not None:
         user.is_superuser = data.is_superuser
     await session.flush()
