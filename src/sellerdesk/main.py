@@ -12,7 +12,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from mangum import Mangum
 from redis.asyncio import Redis
 
-from sellerdesk import __version__, admin_jobs, health, jobs
+from sellerdesk import __version__, admin_jobs, admin_stats, health, jobs
 from sellerdesk.amazon.providers import create_source
 from sellerdesk.amazon.router import router as amazon_router
 from sellerdesk.apikeys.router import router as apikeys_router
@@ -94,6 +94,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     api.include_router(credits_router)
     api.include_router(apikeys_router)
     api.include_router(admin_jobs.router)
+    api.include_router(admin_stats.router)
     app.include_router(health.router)
     app.include_router(api)
 

@@ -12,7 +12,7 @@ imports neither of them.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 from weakref import WeakKeyDictionary
@@ -25,8 +25,9 @@ from sellerdesk import events
 from sellerdesk.db import commit
 from sellerdesk.errors import Conflict, ServiceUnavailable
 from sellerdesk.events import OutboxContext
+from sellerdesk.kit.dates import DayRange
 from sellerdesk.kit.money import from_minor_units, to_minor_units
-from sellerdesk.models import Payment, Refund
+from sellerdesk.models import Payment, Refund, WebhookEvent
 from sellerdesk.models.base import utcnow
 from sellerdesk.payments import repository as repo
 from sellerdesk.payments import webhooks
@@ -193,6 +194,13 @@ async def apply_intent_state(session: AsyncSession, payment: Payment, info: Inte
         if await repo.raise_refunded_to(
             session, payment.id, from_minor_units(info.amount_refunded)
         ):
+            # A refund made at the provider: recorded with its amount, on the day we learn it.
+            await repo.add_refund(
+                session,
+                payment.id,
+                from_minor_units(info.amount_refunded) - before,
+                status="succeeded",
+            )
             await _announce(
                 session,
                 payment.id,
@@ -327,6 +335,38 @@ async def cancel_unpaid(ctx: OutboxContext, purpose: str) -> str | None:
         await commit(session)
     log.info("payment_intent_cancelled", payment_id=payment.id, status=status)
     return status
+
+
+# --------------------------------------------------------------------------- figures
+
+
+@dataclass(frozen=True, slots=True)
+class MoneyDay:
+    captured: Decimal
+    refunded: Decimal
+
+    @property
+    def net(self) -> Decimal:
+        return self.captured - self.refunded
+
+
+async def money_per_day(
+    session: AsyncSession, days: DayRange, currency: str
+) -> dict[date, MoneyDay]:
+    """Per UTC day of the range: money captured (orders and credit packs alike) and money
+    refunded, each on its own day, in `currency`; days with neither left out."""
+    captured = await repo.captured_per_day(session, days, currency)
+    refunded = await repo.refunded_per_day(session, days, currency)
+    zero = Decimal("0.00")
+    return {
+        day: MoneyDay(captured.get(day, zero), refunded.get(day, zero))
+        for day in sorted(captured.keys() | refunded.keys())
+    }
+
+
+async def recent_webhook_events(session: AsyncSession, limit: int = 50) -> list[WebhookEvent]:
+    """The provider events received last, newest first."""
+    return await repo.recent_events(session, limit)
 
 
 # --------------------------------------------------------------------------- webhook
