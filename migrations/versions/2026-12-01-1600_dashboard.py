@@ -69,12 +69,13 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("user_id", "day", "endpoint", name=op.f("pk_credit_usage")),
     )
-    day = _utc_day("created_at")
-    op.execute(
-        "INSERT INTO credit_usage (user_id, day, endpoint, calls, credits) "
+    day = _utc_day("created_at")  # our own SQL text, no input
+    backfill = (
+        "INSERT INTO credit_usage (user_id, day, endpoint, calls, credits) "  # noqa: S608
         f"SELECT user_id, {day}, endpoint, COUNT(*), SUM(credits) FROM credit_charge "
         f"WHERE outcome = 'served' GROUP BY user_id, {day}, endpoint"
     )
+    op.execute(backfill)
 
     with op.batch_alter_table("payment", schema=None) as batch_op:
         batch_op.add_column(sa.Column("captured_at", sa.DateTime(timezone=True), nullable=True))

@@ -80,7 +80,9 @@ _DAY_QUERY = "An inclusive UTC day, YYYY-MM-DD."
 async def _day_range_query(
     first: Annotated[
         str | None,
-        Query(alias="from", max_length=10, description=f"{_DAY_QUERY} Default: `to` − 29 days."),
+        Query(
+            alias="from", max_length=10, description=f"{_DAY_QUERY} Default: 29 days before `to`."
+        ),
     ] = None,
     last: Annotated[
         str | None, Query(alias="to", max_length=10, description=f"{_DAY_QUERY} Default: today.")
