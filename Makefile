@@ -5,7 +5,8 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: install run serve migrate seed test lint typecheck test-postgres test-sqlite lock bench clean
+.PHONY: install run serve migrate seed test lint typecheck test-postgres test-sqlite lock bench clean \
+	vendor test-browser
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +55,22 @@ lock:  ## refresh requirements.lock from pyproject.toml in a scratch venv
 
 bench: install
 	$(BIN)/python bench/run.py
+
+# The dashboard's one JavaScript library, from the npm registry, committed under static/vendor
+# so that running the app needs no network. `make vendor` refreshes it and checks its digest.
+HTMX_VERSION := 2.0.11
+VENDOR_DIR   := src/sellerdesk/dashboard/static/vendor
+
+vendor:  ## fetch htmx $(HTMX_VERSION) from the npm registry into the dashboard's static files
+	rm -rf /tmp/sellerdesk-vendor && mkdir -p /tmp/sellerdesk-vendor $(VENDOR_DIR)
+	cd /tmp/sellerdesk-vendor && npm pack --silent htmx.org@$(HTMX_VERSION) >/dev/null \
+		&& tar xzf htmx.org-$(HTMX_VERSION).tgz
+	cp /tmp/sellerdesk-vendor/package/dist/htmx.min.js $(VENDOR_DIR)/htmx.min.js
+	cp /tmp/sellerdesk-vendor/package/LICENSE $(VENDOR_DIR)/htmx.LICENSE
+	cd $(VENDOR_DIR) && sha256sum -c SHA256SUMS
+
+test-browser: install  ## the dashboard in headless Chromium (screenshots in screenshots/)
+	$(BIN)/pytest -q -p no:cacheprovider tests/browser $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache sellerdesk.db*

@@ -24,6 +24,7 @@ from sellerdesk.cart.router import router as cart_router
 from sellerdesk.catalog.router import router as catalog_router
 from sellerdesk.config import Settings, get_settings
 from sellerdesk.credits.router import router as credits_router
+from sellerdesk.dashboard.router import install as install_dashboard
 from sellerdesk.db import create_engine, create_sessionmaker
 from sellerdesk.errors import install_error_handlers
 from sellerdesk.events import DISPATCHER_KEY, OutboxContext
@@ -97,6 +98,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     api.include_router(admin_stats.router)
     app.include_router(health.router)
     app.include_router(api)
+    install_dashboard(app)  # /dashboard: server-rendered pages, not in the OpenAPI document
 
     if settings.BACKEND_CORS_ORIGINS:
         app.add_middleware(

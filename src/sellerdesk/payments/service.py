@@ -31,7 +31,7 @@ from sellerdesk.models import Payment, Refund, WebhookEvent
 from sellerdesk.models.base import utcnow
 from sellerdesk.payments import repository as repo
 from sellerdesk.payments import webhooks
-from sellerdesk.payments.providers import IntentInfo, IntentRef, PaymentProvider
+from sellerdesk.payments.providers import IntentInfo, IntentRef, PaymentProvider, StripeProvider
 from sellerdesk.payments.providers import PaymentNotCompleted as PaymentNotCompleted
 
 log = structlog.get_logger(__name__)
@@ -129,6 +129,71 @@ async def create_payment(
         payment = await _reread(session, payment.id)
         log.info("payment_intent_created", payment_id=payment.id, provider=provider.name)
     return payment
+
+
+async def create_checkout(
+    session: AsyncSession,
+    *,
+    user_id: int,
+    amount: Decimal,
+    currency: str,
+    purpose: str,
+    name: str,
+    success_url: str,
+    cancel_url: str,
+    idempotency_key: str,
+    metadata: dict[str, str],
+    provider: PaymentProvider | None = None,
+) -> tuple[Payment, str]:
+    """The payment for `purpose`, paid on Stripe's hosted Checkout: (payment, the page's URL).
+
+    Checkout makes its own intent; `checkout.session.completed` names our purpose
+    (`client_reference_id`), and the webhook ties that intent to this payment.
+    """
+    provider = provider or provider_for(session)
+    if not isinstance(provider, StripeProvider):
+        raise ServiceUnavailable("Hosted checkout needs the Stripe payment provider.")
+    payment_id = await repo.insert_payment(
+        session,
+        {
+            "purpose": purpose,
+            "provider": provider.name,
+            "user_id": user_id,
+            "amount": amount,
+            "currency": currency.lower(),
+            "status": "pending",
+            "refunded_amount": Decimal("0.00"),
+        },
+    )
+    if payment_id is None:
+        raise Conflict("A payment for this purpose already exists.")
+    checkout = await provider.create_checkout(
+        amount=to_minor_units(amount),
+        currency=currency.lower(),
+        name=name,
+        reference=purpose,
+        success_url=success_url,
+        cancel_url=cancel_url,
+        idempotency_key=idempotency_key,
+        metadata={**metadata, "purpose": purpose},
+    )
+    if checkout.intent_id is not None:
+        await repo.set_intent(session, payment_id, checkout.intent_id, None)
+    log.info("checkout_session_created", payment_id=payment_id, checkout_id=checkout.id)
+    return await _reread(session, payment_id), checkout.url
+
+
+async def _adopt_checkout_intent(
+    session: AsyncSession, purpose: str, intent_id: str
+) -> Payment | None:
+    """The payment a completed Checkout Session was for, its intent recorded once."""
+    payment = await repo.get_by_purpose(session, purpose)
+    if payment is None or payment.provider != "stripe":
+        return None
+    if payment.intent_id is None:
+        await repo.set_intent(session, payment.id, intent_id, None)
+        payment = await _reread(session, payment.id)
+    return payment if payment.intent_id == intent_id else None
 
 
 # --------------------------------------------------------------------------- confirming
@@ -382,6 +447,8 @@ async def handle_event(
         log.info("webhook_ignored", event_id=event_id, type=event_type)
         return "ignored"
     payment = await repo.get_by_intent(session, observation.info.id)
+    if payment is None and observation.reference is not None:
+        payment = await _adopt_checkout_intent(session, observation.reference, observation.info.id)
     if payment is None:
         log.info("webhook_unmatched", event_id=event_id, type=event_type)
         return "unmatched"
