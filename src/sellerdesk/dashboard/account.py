@@ -23,7 +23,7 @@ from sellerdesk.credits.metering import Meter
 from sellerdesk.credits.pricing import ASIN_LOOKUP, FNSKU_CONVERSION
 from sellerdesk.dashboard.charts import bar_chart
 from sellerdesk.dashboard.rendering import credits, redirect, render
-from sellerdesk.dashboard.security import FormDep, Viewer, ViewerDep
+from sellerdesk.dashboard.security import FormDep, Viewer, ViewerDep, undo
 from sellerdesk.db import SessionDep
 from sellerdesk.errors import AppError, NotFound
 from sellerdesk.kit.dates import day_range
@@ -152,7 +152,7 @@ async def create_key(
     except ValidationError as exc:
         return await _keys_page(request, session, viewer, error=first_error(exc), status_code=422)
     except AppError as exc:
-        await session.rollback()
+        await undo(session, viewer)
         return await _keys_page(
             request, session, viewer, error=exc.message, status_code=exc.status_code
         )
@@ -302,7 +302,7 @@ async def try_lookup(
     except ValidationError as exc:
         return await _try_page(request, session, viewer, 422, error=first_error(exc), **shown)
     except AppError as exc:
-        await session.rollback()
+        await undo(session, viewer)
         charged = meter.headers.get("X-Credits-Charged", "0")
         return await _try_page(
             request, session, viewer, exc.status_code, error=exc.message, charged=charged, **shown
@@ -345,7 +345,7 @@ async def upload_report(
             session, viewer.user.id, upload.file, max_bytes
         )
     except AppError as exc:
-        await session.rollback()
+        await undo(session, viewer)
         return render(
             request,
             "account/report.html",

@@ -15,7 +15,7 @@ from sellerdesk.catalog import service as catalog_service
 from sellerdesk.catalog.schemas import ProductCreate, ProductFilters, ProductUpdate
 from sellerdesk.dashboard.account import PAGE_SIZE, PageNumber, first_error
 from sellerdesk.dashboard.rendering import redirect, render
-from sellerdesk.dashboard.security import AdminDep, FormDep, Viewer
+from sellerdesk.dashboard.security import AdminDep, FormDep, Viewer, undo
 from sellerdesk.db import SessionDep
 from sellerdesk.errors import AppError, ValidationFailed
 from sellerdesk.inventory import service as inventory_service
@@ -229,7 +229,7 @@ async def create_product(
             request, viewer, product=None, values=values, error=first_error(exc), status_code=422
         )
     except AppError as exc:
-        await session.rollback()
+        await undo(session, viewer)
         return _product_form(
             request,
             viewer,
@@ -279,7 +279,7 @@ async def update_product(
             status_code=422,
         )
     except AppError as exc:
-        await session.rollback()
+        await undo(session, viewer)
         product = await catalog_service.get_product(session, product_id, admin=True)
         return _product_form(
             request,
@@ -304,7 +304,7 @@ async def import_products(
         session, cache, request.app.state.settings.CURRENCY, upload.file, viewer.user.id
     )
     if report.errors:
-        await session.rollback()
+        await undo(session, viewer)
     rows, total = await catalog_service.list_products(
         session, ProductFilters(include_inactive=True), PageParams(1, PAGE_SIZE)
     )

@@ -20,6 +20,7 @@ from typing import Annotated
 from urllib.parse import quote
 
 from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.datastructures import FormData
 
 from sellerdesk.auth import sessions
@@ -125,6 +126,13 @@ async def get_viewer(request: Request, session: SessionDep) -> Viewer:
 
 
 ViewerDep = Annotated[Viewer, Depends(get_viewer)]
+
+
+async def undo(session: AsyncSession, viewer: Viewer) -> None:
+    """Roll back what a failed form did, before its page is shown again with the error (the
+    rollback expires every loaded row: the viewer's user is read again)."""
+    await session.rollback()
+    await session.refresh(viewer.user)
 
 
 async def get_admin(viewer: ViewerDep) -> Viewer:
