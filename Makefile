@@ -70,7 +70,7 @@ vendor:  ## fetch htmx $(HTMX_VERSION) from the npm registry into the dashboard'
 	cd $(VENDOR_DIR) && sha256sum -c SHA256SUMS
 
 test-browser: install  ## the dashboard in headless Chromium (screenshots in screenshots/)
-	$(BIN)/pytest -q -p no:cacheprovider tests/browser $(PYTEST_ARGS)
+	$(BIN)/pytest -q -o addopts="-ra --strict-markers" tests/browser $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache sellerdesk.db*
