@@ -75,6 +75,8 @@ def bar_chart(
     top = float(max([*ups, 0])) or 1.0
     bottom = float(min([*downs, 0]))
     step = _nice_step(top - bottom)
+    if all(isinstance(v, int) for _, values in series for v in values):
+        step = max(step, 1.0)  # whole units (orders, credits): no half ticks
     top = math.ceil(top / step) * step
     bottom = math.floor(bottom / step) * step
     plot_h = HEIGHT - TOP - BOTTOM
