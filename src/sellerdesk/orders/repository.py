@@ -8,7 +8,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import any_, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 from sqlalchemy.orm.attributes import set_committed_value
@@ -143,19 +143,39 @@ class OrderRepository:
 
     async def top_products(self, days: DayRange, limit: int) -> list[ProductSales]:
         """The products with the most revenue in sold orders placed in the range."""
-        revenue = func.sum(OrderItem.line_total)
-        rows = await self.session.execute(
-            select(OrderItem.product_id, Product.name, func.sum(OrderItem.quantity), revenue)
-            .join(Order, Order.id == OrderItem.order_id)
-            .join(Product, Product.id == OrderItem.product_id)
+        sold = (
+            select(Order.id)
             .where(
                 Order.created_at >= days.start,
                 Order.created_at < days.end,
                 Order.status.in_(SOLD),
             )
-            .group_by(OrderItem.product_id, Product.name)
+            .scalar_subquery()
+        )
+        # PostgreSQL: `order_id = ANY(ARRAY(SELECT ...))` probes the lines' order_id index once
+        # per sold order; a join or IN would hash the whole order_item table instead.
+        in_sold = (
+            OrderItem.order_id == any_(func.array(sold))
+            if self.session.get_bind().dialect.name == "postgresql"
+            else OrderItem.order_id.in_(sold)
+        )
+        revenue = func.sum(OrderItem.line_total)
+        best = (
+            select(
+                OrderItem.product_id,
+                func.sum(OrderItem.quantity).label("units"),
+                revenue.label("revenue"),
+            )
+            .where(in_sold)
+            .group_by(OrderItem.product_id)
             .order_by(revenue.desc(), OrderItem.product_id)
             .limit(limit)
+            .subquery()
+        )
+        rows = await self.session.execute(
+            select(best.c.product_id, Product.name, best.c.units, best.c.revenue)
+            .join(Product, Product.id == best.c.product_id)
+            .order_by(best.c.revenue.desc(), best.c.product_id)
         )
         return [
             ProductSales(int(pid), name, int(units), Decimal(str(total)).quantize(Decimal("0.01")))
