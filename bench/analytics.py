@@ -18,7 +18,8 @@ import random
 import statistics
 import tempfile
 import time
-from datetime import UTC, datetime, time as day_time, timedelta
+from datetime import UTC, datetime, timedelta
+from datetime import time as day_time
 from decimal import Decimal
 from typing import Any
 
@@ -286,7 +287,7 @@ async def main(sqlite: bool, runs: int) -> None:
     settings = Settings(
         _env_file=None,  # type: ignore[call-arg]
         ENVIRONMENT="test",
-        SECRET_KEY="bench-secret-key-0123456789abcdef-0123456789",
+        SECRET_KEY="bench-secret-key-0123456789abcdef-0123456789",  # noqa: S106
         DATABASE_URL=url,
         LOG_LEVEL="WARNING",
         JOBS_ENABLED=False,
