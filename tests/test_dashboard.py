@@ -4,6 +4,7 @@ same services as the API (the browser tests in tests/browser drive it in Chromiu
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -398,3 +399,74 @@ async def test_admin_ships_and_refunds_an_order_through_the_order_page(
     overview = await client.get("/dashboard/admin")
     assert 'id="revenue-total">64.82<' in overview.text and "Chair" in overview.text
     assert "<svg" in overview.text and "<desc" in overview.text
+
+
+# --------------------------------------------------------------------------- Stripe Checkout
+
+
+async def test_a_completed_checkout_session_credits_the_purchase_it_was_opened_for(
+    make_app: Any,
+) -> None:
+    """Checkout makes its own intent: `client_reference_id` (our purpose) ties it to our
+    payment, once. (localstripe has no Checkout: the session is written as Stripe sends it.)"""
+    from sellerdesk.models import CreditPurchase, Payment
+    from tests.stripe_fixtures import WEBHOOK_SECRET, event, signed
+
+    app = await make_app(STRIPE_WEBHOOK_SECRET=WEBHOOK_SECRET)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://test"
+    ) as client:
+        user = await register(client)
+        pack = (await client.get("/api/v1/credits/packs")).json()[0]
+        async with app.state.sessionmaker() as session:
+            purchase = CreditPurchase(
+                user_id=user.id, pack_id=pack["id"], credits=pack["credits"], status="pending"
+            )
+            session.add(purchase)
+            await session.flush()
+            payment = Payment(
+                purpose=f"credit_purchase:{purchase.id}",
+                provider="stripe",
+                user_id=user.id,
+                amount=pack["price"],
+                currency="usd",
+                status="pending",
+            )
+            session.add(payment)
+            await session.flush()
+            purchase.payment_id = payment.id
+            await session.commit()
+        completed = {
+            "id": "cs_test_checkout",
+            "object": "checkout.session",
+            "client_reference_id": f"credit_purchase:{purchase.id}",
+            "payment_intent": "pi_from_checkout",
+            "payment_status": "paid",
+            "amount_total": int(Decimal(pack["price"]) * 100),
+            "currency": "usd",
+        }
+        for _ in range(2):
+            payload, headers = signed(event("checkout.session.completed", completed))
+            answer = await client.post("/api/v1/payments/webhook", content=payload, headers=headers)
+            assert answer.status_code == 200, answer.text
+        assert (await client.get("/api/v1/credits", headers=user.headers)).json()[
+            "balance"
+        ] == pack["credits"]
+        async with app.state.sessionmaker() as session:
+            stored = await session.get(Payment, payment.id)
+            assert stored is not None
+            assert (stored.intent_id, stored.status) == ("pi_from_checkout", "succeeded")
+
+
+async def test_with_stripe_the_pages_allow_posting_to_stripe_checkout_only(
+    make_app: Any,
+) -> None:
+    app = await make_app(PAYMENT_PROVIDER="stripe", STRIPE_SECRET_KEY="sk_test_dashboard")
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://test"
+    ) as client:
+        page = await client.get(LOGIN)
+        assert (
+            "form-action 'self' https://checkout.stripe.com;"
+            in page.headers["content-security-policy"]
+        )
