@@ -470,3 +470,31 @@ async def test_with_stripe_the_pages_allow_posting_to_stripe_checkout_only(
             "form-action 'self' https://checkout.stripe.com;"
             in page.headers["content-security-policy"]
         )
+
+
+async def test_product_forms_create_edit_and_show_refusals_with_what_was_typed(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    admin = await register_admin(client, app)
+    csrf = await sign_in(client, admin)
+    fields = {
+        "name": "Mug",
+        "sku": "MUG-1",
+        "price": "8.5",
+        "stock_quantity": "4",
+        "csrf_token": csrf,
+    }
+    made = await client.post("/dashboard/admin/products/new", data={**fields, "is_active": "on"})
+    assert made.status_code == 303
+    product_url = made.headers["location"].split("?")[0]
+    again = await client.post("/dashboard/admin/products/new", data=fields)
+    assert (
+        again.status_code == 409 and "already taken" in again.text and 'value="Mug"' in again.text
+    )
+    bad = await client.post(product_url, data={**fields, "price": "cheap"})
+    assert bad.status_code == 422 and 'value="cheap"' in bad.text
+    edited = await client.post(product_url, data={**fields, "price": "9.25", "is_active": "on"})
+    assert edited.status_code == 303
+    product_id = int(product_url.rsplit("/", 1)[1])
+    api = (await client.get(f"/api/v1/products/{product_id}", headers=admin.headers)).json()
+    assert (api["price"], api["stock_quantity"], api["is_active"]) == ("9.25", 4, True)

@@ -20,7 +20,7 @@ from sellerdesk.db import SessionDep
 from sellerdesk.errors import AppError, ValidationFailed
 from sellerdesk.inventory import service as inventory_service
 from sellerdesk.inventory.schemas import StockAdjust
-from sellerdesk.kit.cache import CacheDep
+from sellerdesk.kit.cache import Cache, CacheDep
 from sellerdesk.kit.pagination import PageParams
 from sellerdesk.kit.types import IdPath
 from sellerdesk.orders import service as orders_service
@@ -218,27 +218,7 @@ async def create_product(
     request: Request, session: SessionDep, cache: CacheDep, viewer: AdminDep, form: FormDep
 ) -> Response:
     """`POST /products` from the form."""
-    values = _product_values(form, creating=True)
-    try:
-        body = ProductCreate.model_validate(values)
-        product = await catalog_service.create_product(
-            session, cache, request.app.state.settings.CURRENCY, body, viewer.user.id
-        )
-    except ValidationError as exc:
-        return _product_form(
-            request, viewer, product=None, values=values, error=first_error(exc), status_code=422
-        )
-    except AppError as exc:
-        await undo(session, viewer)
-        return _product_form(
-            request,
-            viewer,
-            product=None,
-            values=values,
-            error=exc.message,
-            status_code=exc.status_code,
-        )
-    return redirect(f"/dashboard/admin/products/{product.id}", done="product_saved")
+    return await _save_product(request, session, cache, viewer, form, None)
 
 
 @router.get("/products/{product_id}")
@@ -264,32 +244,47 @@ async def update_product(
     form: FormDep,
 ) -> Response:
     """`PATCH /products/{id}` from the form."""
-    product = await catalog_service.get_product(session, product_id, admin=True)
-    values = _product_values(form, creating=False)
+    return await _save_product(request, session, cache, viewer, form, product_id)
+
+
+async def _save_product(
+    request: Request,
+    session: AsyncSession,
+    cache: Cache,
+    viewer: Viewer,
+    form: FormData,
+    product_id: int | None,
+) -> Response:
+    """Create (no id) or change a product through the catalog service; on a refusal the form
+    comes back with the error and what was typed."""
+    product = None
+    if product_id is not None:
+        product = await catalog_service.get_product(session, product_id, admin=True)
+    values = _product_values(form, creating=product is None)
     try:
-        body = ProductUpdate.model_validate(values)
-        await catalog_service.update_product(session, cache, product_id, body, viewer.user.id)
+        if product_id is None:
+            currency = request.app.state.settings.CURRENCY
+            body = ProductCreate.model_validate(values)
+            saved = await catalog_service.create_product(
+                session, cache, currency, body, viewer.user.id
+            )
+        else:
+            changes = ProductUpdate.model_validate(values)
+            saved = await catalog_service.update_product(
+                session, cache, product_id, changes, viewer.user.id
+            )
     except ValidationError as exc:
-        return _product_form(
-            request,
-            viewer,
-            product=product,
-            values=values,
-            error=first_error(exc),
-            status_code=422,
-        )
+        error, status = first_error(exc), 422
     except AppError as exc:
         await undo(session, viewer)
-        product = await catalog_service.get_product(session, product_id, admin=True)
-        return _product_form(
-            request,
-            viewer,
-            product=product,
-            values=values,
-            error=exc.message,
-            status_code=exc.status_code,
-        )
-    return redirect(f"/dashboard/admin/products/{product_id}", done="product_saved")
+        if product_id is not None:
+            product = await catalog_service.get_product(session, product_id, admin=True)
+        error, status = exc.message, exc.status_code
+    else:
+        return redirect(f"/dashboard/admin/products/{saved.id}", done="product_saved")
+    return _product_form(
+        request, viewer, product=product, values=values, error=error, status_code=status
+    )
 
 
 @router.post("/products-import")

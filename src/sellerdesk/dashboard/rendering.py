@@ -4,7 +4,7 @@ every dashboard page carries (a strict Content-Security-Policy, no caching)."""
 from __future__ import annotations
 
 from datetime import datetime
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,10 @@ def money(value: Decimal | str | int | None) -> str:
     """37.41: two places, never a float."""
     if value is None:
         return ""
-    return format_amount(Decimal(str(value)))
+    try:
+        return format_amount(Decimal(str(value)))
+    except InvalidOperation:  # what someone typed into a form, shown back as it was
+        return str(value)
 
 
 def credits(value: int | None) -> str:
