@@ -18,7 +18,7 @@ SWAGGER_UI_FILES := swagger-ui-bundle.js swagger-ui-bundle.js.LICENSE.txt swagge
 	favicon-32x32.png LICENSE NOTICE
 
 .PHONY: install run serve migrate seed test lint typecheck test-postgres test-sqlite lock bench \
-	clean mutate swagger-ui
+	clean mutate swagger-ui vendor test-browser
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -86,6 +86,22 @@ MUTATE_JOBS ?= 2
 mutate: install
 	set -f; PATH="$(CURDIR)/$(BIN):$$PATH" TEST_BACKEND=sqlite $(BIN)/mutmut run --max-children $(MUTATE_JOBS) $(MUTANTS)
 	set -f; $(BIN)/python scripts/mutation_report.py $(MUTANTS)
+
+# The dashboard's one JavaScript library, from the npm registry, committed under static/vendor
+# so that running the app needs no network. `make vendor` refreshes it and checks its digest.
+HTMX_VERSION := 2.0.11
+VENDOR_DIR   := src/sellerdesk/dashboard/static/vendor
+
+vendor:  ## fetch htmx $(HTMX_VERSION) from the npm registry into the dashboard's static files
+	rm -rf /tmp/sellerdesk-vendor && mkdir -p /tmp/sellerdesk-vendor $(VENDOR_DIR)
+	cd /tmp/sellerdesk-vendor && npm pack --silent htmx.org@$(HTMX_VERSION) >/dev/null \
+		&& tar xzf htmx.org-$(HTMX_VERSION).tgz
+	cp /tmp/sellerdesk-vendor/package/dist/htmx.min.js $(VENDOR_DIR)/htmx.min.js
+	cp /tmp/sellerdesk-vendor/package/LICENSE $(VENDOR_DIR)/htmx.LICENSE
+	cd $(VENDOR_DIR) && sha256sum -c SHA256SUMS
+
+test-browser: install  ## the dashboard in headless Chromium (screenshots in screenshots/)
+	$(BIN)/pytest -q -o addopts="-ra --strict-markers" tests/browser $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache sellerdesk.db* mutants

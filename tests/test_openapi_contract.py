@@ -108,6 +108,7 @@ async def test_public_routes_declare_no_security_and_the_others_declare_theirs(
         ("POST", REPORT),
         ("GET", "/api/v1/credits"),
         ("GET", "/api/v1/credits/transactions"),
+        ("GET", "/api/v1/credits/usage"),
     }
     for key, operation in operations.items():
         security = operation.get("security")

@@ -6,9 +6,11 @@ from datetime import datetime
 from typing import Literal
 
 from fastapi import APIRouter, Request
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from sellerdesk import jobs, outbox
 from sellerdesk.auth.dependencies import AdminUser
+from sellerdesk.config import Settings
 from sellerdesk.db import SessionDep
 from sellerdesk.kit.openapi import errors
 from sellerdesk.kit.types import OutputModel
@@ -56,6 +58,11 @@ class JobsStatus(OutputModel):
 @router.get("", response_model=JobsStatus, responses=errors(401, 403))
 async def jobs_status(request: Request, session: SessionDep, _: AdminUser) -> JobsStatus:
     """Outbox pending and failed events (per kind) and the last run of each periodic job."""
+    return await status(session, request.app.state.settings)
+
+
+async def status(session: AsyncSession, settings: Settings) -> JobsStatus:
+    """What the jobs route shows (the dashboard's events page shows it too)."""
     kinds = await outbox.counts(session)
     failures = await outbox.recent_failures(session)
     runs = await jobs.last_runs(session)
@@ -74,7 +81,7 @@ async def jobs_status(request: Request, session: SessionDep, _: AdminUser) -> Jo
             )
         )
     return JobsStatus(
-        mode="celery" if request.app.state.settings.broker_url else "in-process",
+        mode="celery" if settings.broker_url else "in-process",
         outbox=OutboxStatus(
             pending=sum(k.pending for k in kinds),
             failed=sum(k.failed for k in kinds),

@@ -120,6 +120,9 @@ class Settings(BaseSettings):
 
     SENTRY_DSN: str | None = None
 
+    # The web dashboard (issue 16): how long a browser stays signed in (then it signs in again).
+    DASHBOARD_SESSION_HOURS: int = Field(default=12, ge=1, le=24 * 30)
+
     # Jobs, the outbox, Celery and email (issue 10). CELERY_BROKER_URL (above) turns Celery on;
     # unset, the same jobs run in-process. A task lost with its worker comes back after the
     # visibility timeout, so every time limit and retry countdown stays below it.

@@ -23,6 +23,7 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from sellerdesk import notifications, outbox
+from sellerdesk.auth import sessions as browser_sessions
 from sellerdesk.config import Settings
 from sellerdesk.credits import handlers as credits_handlers
 from sellerdesk.credits import service as credits_service
@@ -82,8 +83,11 @@ async def reconcile_payments(rt: Runtime) -> int:
 
 
 async def purge_expired(rt: Runtime) -> int:
-    """Idempotency keys past 24 h, repeat-window markers past the window, old done events."""
-    keys = await purge_expired_keys(rt.sessionmaker)
+    """Idempotency keys past 24 h, repeat-window markers past the window, old done events,
+    expired dashboard sessions."""
+    keys = await purge_expired_keys(rt.sessionmaker) + await browser_sessions.purge_expired(
+        rt.sessionmaker
+    )
     lookups = await credits_service.purge_paid_lookups(
         rt.sessionmaker, rt.settings.CREDITS_REPEAT_WINDOW
     )

@@ -10,7 +10,7 @@ import structlog
 from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from sellerdesk import __version__, admin_jobs, health, jobs
+from sellerdesk import __version__, admin_jobs, admin_stats, health, jobs
 from sellerdesk.amazon.providers import create_source
 from sellerdesk.amazon.router import router as amazon_router
 from sellerdesk.apikeys.router import router as apikeys_router
@@ -22,6 +22,7 @@ from sellerdesk.cart.router import router as cart_router
 from sellerdesk.catalog.router import router as catalog_router
 from sellerdesk.config import Settings, get_settings
 from sellerdesk.credits.router import router as credits_router
+from sellerdesk.dashboard.router import install as install_dashboard
 from sellerdesk.db import create_engine, create_sessionmaker
 from sellerdesk.errors import install_error_handlers
 from sellerdesk.events import DISPATCHER_KEY, OutboxContext
@@ -105,11 +106,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     api.include_router(credits_router)
     api.include_router(apikeys_router)
     api.include_router(admin_jobs.router)
+    api.include_router(admin_stats.router)
     app.include_router(health.router)
     app.include_router(metrics.router)
     app.include_router(api)
     install_openapi(app)
     install_docs(app)
+    install_dashboard(app)  # /dashboard: server-rendered pages, not in the OpenAPI document
 
     if settings.BACKEND_CORS_ORIGINS:
         app.add_middleware(

@@ -64,6 +64,16 @@ async def login(
     session: AsyncSession, ctx: AuthContext, email: str, password: str, ip: str
 ) -> TokenPair:
     """Check the password (same answer whether or not the email exists) and issue a pair."""
+    user = await authenticate(session, ctx, email, password, ip)
+    return await issue_pair(session, ctx.settings, user, family_id=str(uuid.uuid4()))
+
+
+async def authenticate(
+    session: AsyncSession, ctx: AuthContext, email: str, password: str, ip: str
+) -> User:
+    """The active user these credentials belong to, behind the failed-login throttle (429);
+    the same 401 whether or not the email exists, 403 for an inactive account. The API's login
+    and the dashboard's sign-in both go through here."""
     email = normalize_email(email)
     # Only a wrong password counts: a database error in here leaves no failure behind.
     async with ctx.throttle.attempt(email, ip) as attempt:
@@ -80,7 +90,7 @@ async def login(
     if upgraded is not None:
         user.hashed_password = upgraded
     log.info("login_succeeded", user_id=user.id)
-    return await issue_pair(session, ctx.settings, user, family_id=str(uuid.uuid4()))
+    return user
 
 
 async def issue_pair(

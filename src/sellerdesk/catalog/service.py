@@ -187,6 +187,14 @@ async def list_products_json(
     return _PAGE.dump_json(page)
 
 
+async def list_products(
+    session: AsyncSession, filters: ProductFilters, params: PageParams
+) -> tuple[list[Product], int]:
+    """One page of products and the total (the listing's filters and sorts)."""
+    products, total = await ProductRepository(session).page(filters, params)
+    return list(products), total
+
+
 async def get_product(session: AsyncSession, product_id: int, *, admin: bool) -> Product:
     """A product; inactive ones exist only for admins."""
     product = await ProductRepository(session).get(product_id)

@@ -142,6 +142,7 @@ class Meter:
             results = await resolve()
             found = [code for code in map(found_code, results) if code is not None]
             charge = await self._charge_codes(endpoint, found)
+            await service.count_call(self.session, self.payer.user_id, endpoint, charge.credits)
             metrics.CREDITS_CHARGED.inc(charge.credits)
             self._credit_headers(charge.credits, charge.balance)
             return results, charge.credits

@@ -45,6 +45,33 @@ async def start_purchase(
     return purchase, payment
 
 
+async def start_checkout(
+    session: AsyncSession, *, user_id: int, pack_id: int, success_url: str, cancel_url: str
+) -> str:
+    """A pending purchase paid on Stripe's hosted Checkout: the URL to send the buyer to.
+    The credits land when `checkout.session.completed` (or the intent's success) arrives."""
+    pack = await pricing.purchasable_pack(session, pack_id)
+    purchase = await PurchaseRepository(session).add(
+        CreditPurchase(user_id=user_id, pack_id=pack.id, credits=pack.credits, status="pending")
+    )
+    payment, url = await payments_service.create_checkout(
+        session,
+        user_id=user_id,
+        amount=pack.price,
+        currency=pack.currency,
+        purpose=f"credit_purchase:{purchase.id}",
+        name=f"{pack.name}: {pack.credits} credits",
+        success_url=success_url,
+        cancel_url=cancel_url,
+        idempotency_key=f"credit_purchase:{purchase.id}:checkout",
+        metadata={"credit_purchase_id": str(purchase.id), "credits": str(pack.credits)},
+    )
+    purchase.payment_id = payment.id
+    await session.flush()
+    log.info("credit_checkout_started", user_id=user_id, purchase_id=purchase.id)
+    return url
+
+
 async def own_purchase(
     session: AsyncSession, user_id: int, purchase_id: int
 ) -> tuple[CreditPurchase, Payment]:

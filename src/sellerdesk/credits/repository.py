@@ -4,13 +4,25 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, bindparam, delete, func, insert, literal, select, text, update
+from sqlalchemy import (
+    BigInteger,
+    Date,
+    bindparam,
+    delete,
+    func,
+    insert,
+    literal,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sellerdesk.db import insert_for
+from sellerdesk.kit.dates import DayRange, as_date, utc_day
 from sellerdesk.models import (
     CreditAccount,
     CreditAlert,
@@ -20,6 +32,7 @@ from sellerdesk.models import (
     CreditPaidLookup,
     CreditPrice,
     CreditPurchase,
+    CreditUsage,
 )
 from sellerdesk.models.base import UTCDateTime, utcnow
 
@@ -148,6 +161,41 @@ class LedgerRepository:
     async def entry(self, entry_id: int) -> CreditLedger | None:
         return await self.session.get(CreditLedger, entry_id)
 
+    async def search(
+        self, offset: int, limit: int, *, user_id: int | None, kind: str | None
+    ) -> tuple[list[CreditLedger], int]:
+        """Entries of every account (or one), optionally of one kind, newest first."""
+        where = []
+        if user_id is not None:
+            where.append(CreditLedger.user_id == user_id)
+        if kind is not None:
+            where.append(CreditLedger.kind == kind)
+        total = await self.session.scalar(
+            select(func.count()).select_from(CreditLedger).where(*where)
+        )
+        rows = await self.session.scalars(
+            select(CreditLedger)
+            .where(*where)
+            .order_by(CreditLedger.id.desc())
+            .offset(offset)
+            .limit(limit)
+        )
+        return list(rows), int(total or 0)
+
+    async def purchased_per_day(self, days: DayRange) -> dict[date, int]:
+        """Credits bought per UTC day (purchase entries), served by their partial index."""
+        day = utc_day(CreditLedger.created_at)
+        rows = await self.session.execute(
+            select(day, func.sum(CreditLedger.amount))
+            .where(
+                CreditLedger.kind == "purchase",
+                CreditLedger.created_at >= days.start,
+                CreditLedger.created_at < days.end,
+            )
+            .group_by(day)
+        )
+        return {as_date(d): int(total or 0) for d, total in rows}
+
     async def sum_for(self, user_id: int) -> int:
         value = await self.session.scalar(
             select(func.coalesce(func.sum(CreditLedger.amount), 0)).where(
@@ -230,6 +278,44 @@ class PaidLookupRepository:
             .execution_options(synchronize_session=False)
         )
         return int(getattr(result, "rowcount", 0) or 0)
+
+
+# One answered paid call: a cached statement (the same SQL on both dialects), on the hot path.
+_COUNT_CALL = text(
+    "INSERT INTO credit_usage (user_id, day, endpoint, calls, credits) "
+    "VALUES (:user_id, :day, :endpoint, 1, :credits) "
+    "ON CONFLICT (user_id, day, endpoint) DO UPDATE "
+    "SET calls = credit_usage.calls + 1, credits = credit_usage.credits + excluded.credits"
+).bindparams(
+    bindparam("user_id", type_=BigInteger()),
+    bindparam("day", type_=Date()),
+    bindparam("credits", type_=BigInteger()),
+)
+
+
+class UsageRepository:
+    """Paid calls answered and their credits, per user, UTC day and endpoint."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def count(self, user_id: int, day: date, endpoint: str, credits: int) -> None:
+        """One more call on `day` (credits may be 0: a free repeat)."""
+        params = {"user_id": user_id, "day": day, "endpoint": endpoint, "credits": credits}
+        await self.session.execute(_COUNT_CALL, params)
+
+    async def days(self, user_id: int, days: DayRange) -> list[CreditUsage]:
+        """The user's rows in the range, by day then endpoint (the primary key serves it)."""
+        rows = await self.session.scalars(
+            select(CreditUsage)
+            .where(
+                CreditUsage.user_id == user_id,
+                CreditUsage.day >= days.first,
+                CreditUsage.day <= days.last,
+            )
+            .order_by(CreditUsage.day, CreditUsage.endpoint)
+        )
+        return list(rows)
 
 
 @dataclass(frozen=True, slots=True)

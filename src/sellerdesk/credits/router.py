@@ -27,8 +27,11 @@ from sellerdesk.credits.schemas import (
     PurchaseCreate,
     PurchasePublic,
     PurchaseStarted,
+    UsageDay,
+    UsageReport,
 )
 from sellerdesk.db import SessionDep
+from sellerdesk.kit.dates import DayRangeDep
 from sellerdesk.kit.idempotency import idempotent
 from sellerdesk.kit.openapi import errors
 from sellerdesk.kit.pagination import Page, PageDep
@@ -54,6 +57,20 @@ async def list_transactions(
     """The caller's ledger, newest first."""
     rows, total = await service.transactions(session, payer.user_id, params)
     return Page.of([LedgerEntry.model_validate(r) for r in rows], total, params)
+
+
+@public.get("/usage", response_model=UsageReport, responses=errors(401, 403, 422))
+async def read_usage(session: SessionDep, payer: Payer, days: DayRangeDep) -> UsageReport:
+    """The caller's paid calls and net credits per UTC day and endpoint (default: 30 days)."""
+    rows = await service.usage(session, payer.user_id, days)
+    return UsageReport(
+        first=days.first,
+        last=days.last,
+        items=[
+            UsageDay(date=r.day, endpoint=r.endpoint, calls=r.calls, credits=r.credits)
+            for r in rows
+        ],
+    )
 
 
 def _alert_settings(settings: alerts.AlertSettings) -> CreditAlertSettings:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
 from sellerdesk.kit.money import Money
 from sellerdesk.kit.types import Id, InputModel, OutputModel, Text
@@ -143,3 +143,22 @@ class CreditAlertUpdate(InputModel):
 
     enabled: bool = True
     threshold: Annotated[int, Field(ge=0, le=MAX_CREDITS)] | None = None
+
+
+class UsageDay(OutputModel):
+    """One endpoint's paid calls on one UTC day."""
+
+    date: date
+    endpoint: str = Field(description="As in /credits/pricing: asin_lookup, fnsku_conversion.")
+    calls: int = Field(description="Requests answered 200; a batch is one, a free repeat counts.")
+    credits: int = Field(description="That day's charges minus refunds.")
+
+
+class UsageReport(OutputModel):
+    """The caller's usage in an inclusive range of UTC days; days without calls left out."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    first: date = Field(alias="from")
+    last: date = Field(alias="to")
+    items: list[UsageDay]

@@ -6,7 +6,7 @@ import hashlib
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Protocol
 
@@ -22,11 +22,13 @@ from sellerdesk.credits.repository import (
     LedgerRepository,
     PaidLookupRepository,
     PurchaseRepository,
+    UsageRepository,
 )
 from sellerdesk.db import commit
 from sellerdesk.errors import NotFound, ServiceUnavailable
+from sellerdesk.kit.dates import DayRange
 from sellerdesk.kit.pagination import PageParams
-from sellerdesk.models import CreditLedger, CreditPurchase, User
+from sellerdesk.models import CreditLedger, CreditPurchase, CreditUsage, User
 from sellerdesk.models.base import utcnow
 
 log = structlog.get_logger(__name__)
@@ -52,6 +54,31 @@ async def transactions(
 ) -> tuple[list[CreditLedger], int]:
     """One page of the account's ledger, newest first."""
     return await LedgerRepository(session).page(user_id, params.offset, params.page_size)
+
+
+async def search_ledger(
+    session: AsyncSession, params: PageParams, *, user_id: int | None, kind: str | None
+) -> tuple[list[CreditLedger], int]:
+    """One page of every account's ledger (or one account's), optionally of one kind (admin)."""
+    return await LedgerRepository(session).search(
+        params.offset, params.page_size, user_id=user_id, kind=kind
+    )
+
+
+async def usage(session: AsyncSession, user_id: int, days: DayRange) -> list[CreditUsage]:
+    """The user's paid calls and net credits per day and endpoint; days without any left out."""
+    return await UsageRepository(session).days(user_id, days)
+
+
+async def credits_sold_per_day(session: AsyncSession, days: DayRange) -> dict[date, int]:
+    """Credits purchased per UTC day in the range (days without purchases left out)."""
+    return await LedgerRepository(session).purchased_per_day(days)
+
+
+async def count_call(session: AsyncSession, user_id: int, endpoint: str, credits: int) -> None:
+    """Count one paid call answered 200 today, with what it cost (0 for a free repeat), in the
+    transaction that commits the answer: a call that fails is never counted."""
+    await UsageRepository(session).count(user_id, utcnow().date(), endpoint, credits)
 
 
 async def grant(
@@ -195,16 +222,20 @@ async def charge(
 
 
 async def settle_served(session: AsyncSession, charge: Charge) -> None:
-    """Record that the call's answer was computed (in the transaction that commits it).
+    """Record that the call's answer was computed (in the transaction that commits it), and
+    count the call in the caller's usage with the credits its charge took (0 when free).
 
     Raises `ChargeSettledElsewhere` (503) when the charge already has an outcome: the sweep
     refunded it, or another attempt under the same key settled it; the answer is not given.
     """
-    if charge.charge_id is None:
-        return
-    if await ChargeRepository(session).settle(charge.charge_id, "served") is None:
-        log.warning("credit_charge_settled_elsewhere", charge_id=charge.charge_id)
-        raise ChargeSettledElsewhere()
+    credits = 0
+    if charge.charge_id is not None:
+        settled = await ChargeRepository(session).settle(charge.charge_id, "served")
+        if settled is None:
+            log.warning("credit_charge_settled_elsewhere", charge_id=charge.charge_id)
+            raise ChargeSettledElsewhere()
+        credits = settled.credits  # also when carried on from an earlier attempt's charge
+    await count_call(session, charge.user_id, charge.endpoint, credits)
 
 
 async def refund_charge(session: AsyncSession, charge_id: int, reason: str) -> int | None:

@@ -66,3 +66,10 @@ Money = Annotated[
     ),
 ]
 """A money amount: accepts "12.5" or 12.5, stores Decimal("12.50"), shows "12.50"."""
+
+SignedMoney = Annotated[
+    Decimal,
+    PlainSerializer(format_amount, return_type=str, when_used="always"),
+    WithJsonSchema({"type": "string", "pattern": r"^-?\d+\.\d{2}$", "examples": ["-4.50"]}),
+]
+"""An amount that may be negative (a net figure such as a day's revenue), output only."""

@@ -142,7 +142,12 @@ def operation_id(route: APIRoute) -> str:
 
 def install_openapi(app: FastAPI) -> None:
     """Complete every route's declared responses and serve the finished document."""
-    routes = [ctx for ctx in iter_route_contexts(app.routes) if getattr(ctx, "dependant", None)]
+    # Routes kept out of the document (the dashboard's pages) may share function names.
+    routes = [
+        ctx
+        for ctx in iter_route_contexts(app.routes)
+        if getattr(ctx, "dependant", None) and getattr(ctx, "include_in_schema", True)
+    ]
     ids = Counter(ctx.operation_id or ctx.unique_id for ctx in routes)
     duplicates = sorted(name for name, count in ids.items() if count > 1)
     if duplicates:

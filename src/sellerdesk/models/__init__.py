@@ -13,6 +13,7 @@ from sellerdesk.models.credits import (
     CreditPaidLookup,
     CreditPrice,
     CreditPurchase,
+    CreditUsage,
 )
 from sellerdesk.models.order import (
     CartItem,
@@ -23,12 +24,13 @@ from sellerdesk.models.order import (
 )
 from sellerdesk.models.outbox import DomainEvent, EventHandled, JobRun
 from sellerdesk.models.payment import Payment, Refund, WebhookEvent
-from sellerdesk.models.user import RefreshToken, User
+from sellerdesk.models.user import BrowserSession, RefreshToken, User
 
 __all__ = [
     "AmazonMapping",
     "ApiKey",
     "Base",
+    "BrowserSession",
     "CartItem",
     "Category",
     "CreditAccount",
@@ -39,6 +41,7 @@ __all__ = [
     "CreditPaidLookup",
     "CreditPrice",
     "CreditPurchase",
+    "CreditUsage",
     "DomainEvent",
     "EventHandled",
     "IdempotencyKey",

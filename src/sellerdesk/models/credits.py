@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 
 from sqlalchemy import (
@@ -10,6 +10,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
+    Date,
     ForeignKey,
     Index,
     Integer,
@@ -57,6 +58,13 @@ class CreditLedger(IdMixin, Base):
         ),
         CheckConstraint("balance_after >= 0", name="balance_after_non_negative"),
         Index("ix_credit_ledger_user_id_id", "user_id", "id"),
+        # Credits sold per day (admin stats): purchase entries only, by time.
+        Index(
+            "ix_credit_ledger_purchase_created_at",
+            "created_at",
+            postgresql_where=text("kind = 'purchase'"),
+            sqlite_where=text("kind = 'purchase'"),
+        ),
         UniqueConstraint(
             "user_id", "idempotency_key", name="uq_credit_ledger_user_id_idempotency_key"
         ),
@@ -115,6 +123,28 @@ class CreditCharge(IdMixin, Base):
     outcome: Mapped[str | None] = mapped_column(String(10), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
     settled_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class CreditUsage(Base):
+    """A user's paid calls answered 200 and the credits they cost, per UTC day and endpoint.
+
+    One row per (user, day, endpoint), counted up by one upsert in the transaction that
+    commits each answer (a free repeat counts with 0 credits, a batch is one call). A charge
+    refunded because its call failed never reaches it, so `credits` is that day's charges minus
+    refunds; `GET /credits/usage` reads these rows, never the ledger.
+    """
+
+    __tablename__ = "credit_usage"
+    __table_args__ = (
+        PrimaryKeyConstraint("user_id", "day", "endpoint"),
+        CheckConstraint("calls >= 0", name="calls_non_negative"),
+    )
+
+    user_id: Mapped[int] = mapped_column(BigId, ForeignKey("user.id", ondelete="CASCADE"))
+    day: Mapped[date] = mapped_column(Date)
+    endpoint: Mapped[str] = mapped_column(String(100))
+    calls: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    credits: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
 
 
 class CreditPack(IdMixin, TimestampMixin, Base):

@@ -53,6 +53,7 @@ class Order(IdMixin, TimestampMixin, Base):
         CheckConstraint("total_amount >= 0", name="total_amount_non_negative"),
         Index("ix_order_user_id_id", "user_id", "id"),
         Index("ix_order_status_created_at", "status", "created_at"),
+        Index("ix_order_created_at", "created_at"),  # orders placed per day (admin stats)
     )
 
     user_id: Mapped[int] = mapped_column(BigId, ForeignKey("user.id"), nullable=False)

@@ -30,6 +30,8 @@ class Payment(IdMixin, TimestampMixin, Base):
         ),
         # The reconciler looks for payments still pending after N minutes.
         Index("ix_payment_status_created_at", "status", "created_at"),
+        # Money captured per day (admin stats).
+        Index("ix_payment_captured_at", "captured_at"),
     )
 
     # What the payment is for ("order:12", "credit_purchase:7"): one payment per purpose.
@@ -49,13 +51,22 @@ class Payment(IdMixin, TimestampMixin, Base):
     refunded_amount: Mapped[Decimal] = mapped_column(
         Numeric(12, 2), nullable=False, default=Decimal("0.00")
     )
+    # When it moved to `succeeded` (the day its money counts as revenue); NULL until then.
+    captured_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
 
 class Refund(IdMixin, Base):
-    """One refund of a payment; its provider call carries the idempotency key `refund:{id}`."""
+    """One refund of a payment; its provider call carries the idempotency key `refund:{id}`.
+
+    A refund made at the provider (its dashboard), learnt from a webhook or the reconciler, is
+    recorded too, with no idempotency key of ours: every refunded amount has its row and day.
+    """
 
     __tablename__ = "refund"
-    __table_args__ = (CheckConstraint("amount > 0", name="amount_positive"),)
+    __table_args__ = (
+        CheckConstraint("amount > 0", name="amount_positive"),
+        Index("ix_refund_created_at", "created_at"),  # money refunded per day (admin stats)
+    )
 
     payment_id: Mapped[int] = mapped_column(
         BigId, ForeignKey("payment.id", ondelete="RESTRICT"), index=True, nullable=False

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Integer, String, false, true
+from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Index, Integer, String, false, true
 from sqlalchemy.orm import Mapped, mapped_column
 
 from sellerdesk.models.base import Base, BigId, IdMixin, TimestampMixin, UTCDateTime
@@ -48,3 +48,23 @@ class RefreshToken(IdMixin, Base):
     token_version: Mapped[int] = mapped_column(
         Integer, default=0, server_default="0", nullable=False
     )
+
+
+class BrowserSession(IdMixin, Base):
+    """A signed-in browser of the dashboard: the cookie holds a random token, this row only its
+    SHA-256. Ends at `expires_at`, at logout (row deleted), when the user is deactivated or when
+    their password changes (`token_version`)."""
+
+    __tablename__ = "browser_session"
+    __table_args__ = (Index("ix_browser_session_expires_at", "expires_at"),)
+
+    user_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("user.id", ondelete="CASCADE"), index=True, nullable=False
+    )
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True, nullable=False)
+    # The user's `token_version` at sign-in: a password change or deactivation ends the session.
+    token_version: Mapped[int] = mapped_column(
+        Integer, default=0, server_default="0", nullable=False
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)

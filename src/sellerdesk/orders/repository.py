@@ -3,16 +3,30 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import any_, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
-from sellerdesk.models import Order, OrderItem
+from sellerdesk.kit.dates import DayRange, as_date, utc_day
+from sellerdesk.models import Order, OrderItem, Product
 from sellerdesk.models.base import utcnow
+
+# Orders whose money was captured and not all given back: what "sold" means in the stats.
+SOLD = ("paid", "shipped", "delivered")
+
+
+@dataclass(frozen=True, slots=True)
+class ProductSales:
+    product_id: int
+    name: str
+    units: int
+    revenue: Decimal
 
 
 class OrderRepository:
@@ -116,3 +130,54 @@ class OrderRepository:
             .limit(limit)
         )
         return list(rows)
+
+    async def placed_per_day(self, days: DayRange) -> dict[date, int]:
+        """Orders placed per UTC day (any status), served by the index on `created_at`."""
+        day = utc_day(Order.created_at)
+        rows = await self.session.execute(
+            select(day, func.count())
+            .where(Order.created_at >= days.start, Order.created_at < days.end)
+            .group_by(day)
+        )
+        return {as_date(d): int(n) for d, n in rows}
+
+    async def top_products(self, days: DayRange, limit: int) -> list[ProductSales]:
+        """The products with the most revenue in sold orders placed in the range."""
+        sold = (
+            select(Order.id)
+            .where(
+                Order.created_at >= days.start,
+                Order.created_at < days.end,
+                Order.status.in_(SOLD),
+            )
+            .scalar_subquery()
+        )
+        # PostgreSQL: `order_id = ANY(ARRAY(SELECT ...))` probes the lines' order_id index once
+        # per sold order; a join or IN would hash the whole order_item table instead.
+        in_sold = (
+            OrderItem.order_id == any_(func.array(sold))
+            if self.session.get_bind().dialect.name == "postgresql"
+            else OrderItem.order_id.in_(sold)
+        )
+        revenue = func.sum(OrderItem.line_total)
+        best = (
+            select(
+                OrderItem.product_id,
+                func.sum(OrderItem.quantity).label("units"),
+                revenue.label("revenue"),
+            )
+            .where(in_sold)
+            .group_by(OrderItem.product_id)
+            .order_by(revenue.desc(), OrderItem.product_id)
+            .limit(limit)
+            .subquery()
+        )
+        rows = await self.session.execute(
+            select(best.c.product_id, Product.name, best.c.units, best.c.revenue)
+            .join(Product, Product.id == best.c.product_id)
+            .order_by(best.c.revenue.desc(), best.c.product_id)
+        )
+        return [
+            ProductSales(int(pid), name, int(units), Decimal(str(total)).quantize(Decimal("0.01")))
+            for pid, name, units, total in rows
+        ]

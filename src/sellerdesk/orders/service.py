@@ -10,7 +10,7 @@ move is announced in turn (`order_paid`, `order_cancelled`, `order_shipped`, ...
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import date, timedelta
 from decimal import Decimal
 
 import structlog
@@ -23,12 +23,13 @@ from sellerdesk.db import commit
 from sellerdesk.errors import Conflict, NotFound, ValidationFailed
 from sellerdesk.inventory import service as inventory
 from sellerdesk.kit.cache import Cache
+from sellerdesk.kit.dates import DayRange
 from sellerdesk.kit.money import MAX_AMOUNT
 from sellerdesk.kit.pagination import PageParams
 from sellerdesk.models import Order, OrderItem, Payment, Refund, User
 from sellerdesk.models.base import utcnow
 from sellerdesk.orders import state
-from sellerdesk.orders.repository import OrderRepository
+from sellerdesk.orders.repository import OrderRepository, ProductSales
 from sellerdesk.orders.schemas import CheckoutIn
 from sellerdesk.payments import service as payments_service
 from sellerdesk.payments.service import PaymentNotCompleted
@@ -115,6 +116,19 @@ async def get_visible(session: AsyncSession, user: User, order_id: int) -> Order
 
 async def get_own(session: AsyncSession, user: User, order_id: int) -> Order:
     return await get_order(session, order_id, user.id)
+
+
+async def placed_per_day(session: AsyncSession, days: DayRange) -> dict[date, int]:
+    """Orders placed per UTC day of the range (days without orders left out)."""
+    return await OrderRepository(session).placed_per_day(days)
+
+
+async def top_products(
+    session: AsyncSession, days: DayRange, limit: int = 10
+) -> list[ProductSales]:
+    """Best-selling products by revenue in paid, shipped or delivered orders placed in the range
+    (cancelled and fully refunded orders sold nothing)."""
+    return await OrderRepository(session).top_products(days, limit)
 
 
 # --------------------------------------------------------------------------- moves

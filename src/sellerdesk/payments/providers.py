@@ -82,6 +82,15 @@ class RefundInfo:
     amount: int
 
 
+@dataclass(frozen=True, slots=True)
+class CheckoutInfo:
+    """A hosted Checkout page: where to send the buyer, and its intent once Stripe made one."""
+
+    id: str
+    url: str
+    intent_id: str | None
+
+
 class PaymentProvider(Protocol):
     """What the payment service needs from a gateway."""
 
@@ -274,6 +283,54 @@ class StripeProvider:
             # Refused (e.g. it succeeded or was canceled meanwhile): report its real state.
             return await self.retrieve_intent(ref)
         return intent_info_from_stripe(intent)
+
+    async def create_checkout(
+        self,
+        *,
+        amount: int,
+        currency: str,
+        name: str,
+        reference: str,
+        success_url: str,
+        cancel_url: str,
+        idempotency_key: str,
+        metadata: dict[str, str],
+    ) -> CheckoutInfo:
+        """A Checkout Session (Stripe's hosted payment page) for one line of `amount`.
+
+        `reference` (our payment's purpose) comes back as `client_reference_id` in
+        `checkout.session.completed`, which ties the intent Checkout creates to our payment.
+        """
+        params: dict[str, Any] = {
+            "mode": "payment",
+            "client_reference_id": reference,
+            "success_url": success_url,
+            "cancel_url": cancel_url,
+            "line_items": [
+                {
+                    "quantity": 1,
+                    "price_data": {
+                        "currency": currency,
+                        "unit_amount": amount,
+                        "product_data": {"name": name},
+                    },
+                }
+            ],
+            "payment_intent_data": {"metadata": metadata},
+            "metadata": metadata,
+        }
+        checkout = await self._call(
+            self._client.v1.checkout.sessions.create_async(
+                params,  # type: ignore[arg-type]
+                {"idempotency_key": idempotency_key},
+            )
+        )
+        intent = checkout.get("payment_intent")
+        return CheckoutInfo(
+            id=str(checkout["id"]),
+            url=str(checkout["url"]),
+            intent_id=intent if isinstance(intent, str) else None,
+        )
 
     async def close(self) -> None:
         await self._http.close_async()  # type: ignore[no-untyped-call]

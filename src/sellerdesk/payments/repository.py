@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -11,7 +11,9 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sellerdesk.db import insert_for
+from sellerdesk.kit.dates import DayRange, as_date, utc_day
 from sellerdesk.models import Payment, Refund, WebhookEvent
+from sellerdesk.models.base import utcnow
 
 
 async def insert_payment(session: AsyncSession, values: dict[str, Any]) -> int | None:
@@ -61,12 +63,16 @@ async def set_intent(
 async def move_status(
     session: AsyncSession, payment_id: int, to: str, allowed_from: Sequence[str]
 ) -> bool:
-    """Move a payment to `to` only from one of `allowed_from`; whether it moved."""
+    """Move a payment to `to` only from one of `allowed_from`; whether it moved. A move to
+    `succeeded` stamps `captured_at` (the day its money counts as revenue)."""
+    values: dict[str, Any] = {"status": to}
+    if to == "succeeded":
+        values["captured_at"] = utcnow()
     stmt = (
         update(Payment)
         .execution_options(synchronize_session=False)
         .where(Payment.id == payment_id, Payment.status.in_(allowed_from))
-        .values(status=to)
+        .values(**values)
         .returning(Payment.id)
     )
     return (await session.execute(stmt)).scalar_one_or_none() is not None
@@ -125,8 +131,10 @@ async def release_refund(session: AsyncSession, payment_id: int, amount: Decimal
     )
 
 
-async def add_refund(session: AsyncSession, payment_id: int, amount: Decimal) -> Refund:
-    refund = Refund(payment_id=payment_id, amount=amount, status="pending")
+async def add_refund(
+    session: AsyncSession, payment_id: int, amount: Decimal, status: str = "pending"
+) -> Refund:
+    refund = Refund(payment_id=payment_id, amount=amount, status=status)
     session.add(refund)
     await session.flush()
     return refund
@@ -155,3 +163,55 @@ async def stale_pending_ids(session: AsyncSession, before: datetime, limit: int)
         .limit(limit)
     )
     return list((await session.execute(stmt)).scalars())
+
+
+async def recent_events(session: AsyncSession, limit: int) -> list[WebhookEvent]:
+    rows = await session.scalars(
+        select(WebhookEvent).order_by(WebhookEvent.received_at.desc()).limit(limit)
+    )
+    return list(rows)
+
+
+# Refunds that gave money back (or are on their way); a failed or canceled one gave nothing.
+_REFUND_COUNTED = ("pending", "succeeded", "requires_action")
+
+
+def _money(value: Any) -> Decimal:
+    # SQLite sums NUMERIC as binary floats: round to the cent through the text form.
+    return Decimal(str(value or 0)).quantize(Decimal("0.01"))
+
+
+async def captured_per_day(
+    session: AsyncSession, days: DayRange, currency: str
+) -> dict[date, Decimal]:
+    """Money captured per UTC day (payments by `captured_at`)."""
+    day = utc_day(Payment.captured_at)
+    rows = await session.execute(
+        select(day, func.sum(Payment.amount))
+        .where(
+            Payment.captured_at >= days.start,
+            Payment.captured_at < days.end,
+            Payment.currency == currency,
+        )
+        .group_by(day)
+    )
+    return {as_date(d): _money(total) for d, total in rows}
+
+
+async def refunded_per_day(
+    session: AsyncSession, days: DayRange, currency: str
+) -> dict[date, Decimal]:
+    """Money refunded per UTC day (refunds by `created_at`)."""
+    day = utc_day(Refund.created_at)
+    rows = await session.execute(
+        select(day, func.sum(Refund.amount))
+        .join(Payment, Payment.id == Refund.payment_id)
+        .where(
+            Refund.created_at >= days.start,
+            Refund.created_at < days.end,
+            Refund.status.in_(_REFUND_COUNTED),
+            Payment.currency == currency,
+        )
+        .group_by(day)
+    )
+    return {as_date(d): _money(total) for d, total in rows}

@@ -12,7 +12,7 @@ imports neither of them.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 from weakref import WeakKeyDictionary
@@ -25,12 +25,13 @@ from sellerdesk import events
 from sellerdesk.db import commit
 from sellerdesk.errors import Conflict, ServiceUnavailable
 from sellerdesk.events import OutboxContext
+from sellerdesk.kit.dates import DayRange
 from sellerdesk.kit.money import from_minor_units, to_minor_units
-from sellerdesk.models import Payment, Refund
+from sellerdesk.models import Payment, Refund, WebhookEvent
 from sellerdesk.models.base import utcnow
 from sellerdesk.payments import repository as repo
 from sellerdesk.payments import webhooks
-from sellerdesk.payments.providers import IntentInfo, IntentRef, PaymentProvider
+from sellerdesk.payments.providers import IntentInfo, IntentRef, PaymentProvider, StripeProvider
 from sellerdesk.payments.providers import PaymentNotCompleted as PaymentNotCompleted
 
 log = structlog.get_logger(__name__)
@@ -130,6 +131,71 @@ async def create_payment(
     return payment
 
 
+async def create_checkout(
+    session: AsyncSession,
+    *,
+    user_id: int,
+    amount: Decimal,
+    currency: str,
+    purpose: str,
+    name: str,
+    success_url: str,
+    cancel_url: str,
+    idempotency_key: str,
+    metadata: dict[str, str],
+    provider: PaymentProvider | None = None,
+) -> tuple[Payment, str]:
+    """The payment for `purpose`, paid on Stripe's hosted Checkout: (payment, the page's URL).
+
+    Checkout makes its own intent; `checkout.session.completed` names our purpose
+    (`client_reference_id`), and the webhook ties that intent to this payment.
+    """
+    provider = provider or provider_for(session)
+    if not isinstance(provider, StripeProvider):
+        raise ServiceUnavailable("Hosted checkout needs the Stripe payment provider.")
+    payment_id = await repo.insert_payment(
+        session,
+        {
+            "purpose": purpose,
+            "provider": provider.name,
+            "user_id": user_id,
+            "amount": amount,
+            "currency": currency.lower(),
+            "status": "pending",
+            "refunded_amount": Decimal("0.00"),
+        },
+    )
+    if payment_id is None:
+        raise Conflict("A payment for this purpose already exists.")
+    checkout = await provider.create_checkout(
+        amount=to_minor_units(amount),
+        currency=currency.lower(),
+        name=name,
+        reference=purpose,
+        success_url=success_url,
+        cancel_url=cancel_url,
+        idempotency_key=idempotency_key,
+        metadata={**metadata, "purpose": purpose},
+    )
+    if checkout.intent_id is not None:
+        await repo.set_intent(session, payment_id, checkout.intent_id, None)
+    log.info("checkout_session_created", payment_id=payment_id, checkout_id=checkout.id)
+    return await _reread(session, payment_id), checkout.url
+
+
+async def _adopt_checkout_intent(
+    session: AsyncSession, purpose: str, intent_id: str
+) -> Payment | None:
+    """The payment a completed Checkout Session was for, its intent recorded once."""
+    payment = await repo.get_by_purpose(session, purpose)
+    if payment is None or payment.provider != "stripe":
+        return None
+    if payment.intent_id is None:
+        await repo.set_intent(session, payment.id, intent_id, None)
+        payment = await _reread(session, payment.id)
+    return payment if payment.intent_id == intent_id else None
+
+
 # --------------------------------------------------------------------------- confirming
 
 
@@ -193,6 +259,13 @@ async def apply_intent_state(session: AsyncSession, payment: Payment, info: Inte
         if await repo.raise_refunded_to(
             session, payment.id, from_minor_units(info.amount_refunded)
         ):
+            # A refund made at the provider: recorded with its amount, on the day we learn it.
+            await repo.add_refund(
+                session,
+                payment.id,
+                from_minor_units(info.amount_refunded) - before,
+                status="succeeded",
+            )
             await _announce(
                 session,
                 payment.id,
@@ -329,6 +402,38 @@ async def cancel_unpaid(ctx: OutboxContext, purpose: str) -> str | None:
     return status
 
 
+# --------------------------------------------------------------------------- figures
+
+
+@dataclass(frozen=True, slots=True)
+class MoneyDay:
+    captured: Decimal
+    refunded: Decimal
+
+    @property
+    def net(self) -> Decimal:
+        return self.captured - self.refunded
+
+
+async def money_per_day(
+    session: AsyncSession, days: DayRange, currency: str
+) -> dict[date, MoneyDay]:
+    """Per UTC day of the range: money captured (orders and credit packs alike) and money
+    refunded, each on its own day, in `currency`; days with neither left out."""
+    captured = await repo.captured_per_day(session, days, currency)
+    refunded = await repo.refunded_per_day(session, days, currency)
+    zero = Decimal("0.00")
+    return {
+        day: MoneyDay(captured.get(day, zero), refunded.get(day, zero))
+        for day in sorted(captured.keys() | refunded.keys())
+    }
+
+
+async def recent_webhook_events(session: AsyncSession, limit: int = 50) -> list[WebhookEvent]:
+    """The provider events received last, newest first."""
+    return await repo.recent_events(session, limit)
+
+
 # --------------------------------------------------------------------------- webhook
 
 
@@ -342,6 +447,8 @@ async def handle_event(
         log.info("webhook_ignored", event_id=event_id, type=event_type)
         return "ignored"
     payment = await repo.get_by_intent(session, observation.info.id)
+    if payment is None and observation.reference is not None:
+        payment = await _adopt_checkout_intent(session, observation.reference, observation.info.id)
     if payment is None:
         log.info("webhook_unmatched", event_id=event_id, type=event_type)
         return "unmatched"

@@ -32,6 +32,7 @@ class Observation:
 
     info: IntentInfo
     reread: bool = False
+    reference: str | None = None  # a Checkout Session's client_reference_id: our purpose
 
 
 def observe(event_type: str, obj: dict[str, Any]) -> Observation | None:
@@ -69,6 +70,9 @@ def observe(event_type: str, obj: dict[str, Any]) -> Observation | None:
                 currency=str(obj.get("currency") or "").lower(),
             ),
             reread=True,
+            reference=reference
+            if isinstance(reference := obj.get("client_reference_id"), str)
+            else None,
         )
     return None
 

@@ -53,6 +53,11 @@ async def get(session: AsyncSession, user_id: int) -> User | None:
     return await UserRepository(session).get(user_id)
 
 
+async def find_by_email(session: AsyncSession, email: str) -> User | None:
+    """A user by email (case-insensitive, as stored), active or not."""
+    return await UserRepository(session).get_by_email(email.strip().lower())
+
+
 async def active_admin_emails(session: AsyncSession) -> list[str]:
     """The email address of every active administrator."""
     rows = await session.scalars(

@@ -1,0 +1,1 @@
+"""The web dashboard: store admins and API customers, server-rendered under `/dashboard`."""
