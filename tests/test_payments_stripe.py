@@ -237,7 +237,11 @@ async def test_unreachable_stripe_is_502_payment_error(make_app: AppFactory) -> 
         answer = await client.post(INTENT, json={"order_id": order_id}, headers=buyer.headers)
     assert answer.status_code == 502
     assert answer.json()["error"] == "payment_error"
-    assert await count(app, Payment) == 0
+    # The payment was recorded before Stripe was called; it has no intent, so nobody can pay
+    # it, and the next request for the order carries on with it.
+    payment = await payment_of(app, order_id)
+    assert payment is not None and (payment.intent_id, payment.status) == (None, "pending")
+    assert await count(app, Payment) == 1
 
 
 async def test_sdk_errors_map_to_declines_and_provider_failures(localstripe: str) -> None:
