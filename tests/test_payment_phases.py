@@ -355,6 +355,11 @@ async def test_a_refund_the_provider_never_answered_is_made_by_the_job_with_the_
     assert unknown.status_code == 502 and unknown.json()["error"] == "payment_error"
     [row] = await world.refunds(order_id)
     assert row.status == "pending"
+    assert unknown.json()["details"] == {
+        "refund_id": row.id,
+        "amount": "12.00",
+        "status": "pending",
+    }
     more = await world.refund(order_id, "18.01")  # the pending amount stays reserved
     assert more.status_code == 409 and more.json()["details"]["pending"] == "12.00"
 
@@ -376,6 +381,7 @@ async def test_a_refund_the_provider_refuses_is_failed_and_its_amount_comes_back
 
     assert refused.status_code == 502 and refused.json()["error"] == "payment_error"
     [row] = await world.refunds(order_id)
+    assert refused.json()["details"] == {"refund_id": row.id, "amount": "30.00", "status": "failed"}
     assert (row.status, row.settled_at is not None) == ("failed", True)
     payment = await world.payment(order_id)
     assert (payment.refunded_amount, payment.refund_reserved) == (Decimal("0"), Decimal("0"))

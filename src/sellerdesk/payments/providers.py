@@ -50,8 +50,10 @@ class ProviderFailed(AppError):
     code = "payment_error"
     message = "The payment provider failed; retry later."
 
-    def __init__(self, message: str | None = None, *, transient: bool = True) -> None:
-        super().__init__(message)
+    def __init__(
+        self, message: str | None = None, *, transient: bool = True, details: Any = None
+    ) -> None:
+        super().__init__(message, details=details)
         self.transient = transient
 
 

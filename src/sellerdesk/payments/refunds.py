@@ -95,19 +95,37 @@ async def refund(
     except Exception as exc:
         if not _refused(exc):
             log.warning("refund_left_pending", refund_id=row.id, error=type(exc).__name__)
+            if isinstance(exc, ProviderFailed):
+                raise ProviderFailed(
+                    "The payment provider did not answer. The refund stays pending and is "
+                    "completed automatically; retrying this request carries on with it.",
+                    details=_about(row, "pending"),
+                ) from exc
             raise
         info = None
     if info is None or not info.accepted:
         await _apply_refund_answer(session, row.id, info)
         await commit(session)  # the refusal is recorded although the request fails
         await _refresh_refunded(session, provider, payment.id, pending.ref)
-        raise ProviderFailed("The payment provider refused the refund.", transient=False)
+        raise _refusal(row)
     await _apply_refund_answer(session, row.id, info)
     settled = await repo.get_refund(session, row.id)
     assert settled is not None
     if settled.status == "failed":  # pragma: no cover - settled meanwhile, and refused
-        raise ProviderFailed("The payment provider refused the refund.", transient=False)
+        raise _refusal(row)
     return settled, await reread(session, payment.id)
+
+
+def _about(row: Refund, status: str) -> dict[str, object]:
+    return {"refund_id": row.id, "amount": str(row.amount), "status": status}
+
+
+def _refusal(row: Refund) -> ProviderFailed:
+    return ProviderFailed(
+        "The payment provider refused the refund; nothing was refunded.",
+        transient=False,
+        details=_about(row, "failed"),
+    )
 
 
 async def _record_refund(
@@ -260,7 +278,11 @@ async def refund_rest_once(
         ):
             await session.rollback()
             return False
-        row, _ = await refund(session, payment, None, reason=reason, request_key=request_key)
+        try:
+            row, _ = await refund(session, payment, None, reason=reason, request_key=request_key)
+        except Conflict:  # refunded meanwhile by someone else: nothing left to do
+            await session.rollback()
+            return False
         await commit(session)
     return row.status == "succeeded"
 
@@ -304,6 +326,11 @@ async def settle_pending_refunds(
 async def _settle_one(
     sessionmaker: async_sessionmaker[AsyncSession], provider: PaymentProvider, pending: _Pending
 ) -> bool:
+    async with sessionmaker() as session:
+        row = await repo.get_refund(session, pending.refund_id)
+        await session.commit()
+    if row is None or row.status != "pending":  # settled since it was listed
+        return False
     try:
         info: RefundInfo | None = await _ask_provider(provider, pending)
     except Exception as exc:
