@@ -71,8 +71,9 @@ class Refund(IdMixin, Base):
     `succeeded` or `failed` by the provider's answer. Refunds the provider reports that we did
     not make (its dashboard) are recorded `succeeded` with reason `provider` and no key.
 
-    `request_key` names the request that made it (an admin's Idempotency-Key, `cancel`,
-    `refund_after_cancel`): a retry of that request finds it and carries on with it.
+    `request_key` names the request that made it (`idempotency:` and the sha256 of an admin's
+    Idempotency-Key, `order_cancelled`, `refund_after_cancel`): a retry of that request finds it
+    and carries on with it.
     """
 
     __tablename__ = "refund"
