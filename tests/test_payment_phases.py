@@ -24,13 +24,12 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 
 from sellerdesk import jobs
 from sellerdesk.models import (
     CreditPurchase,
     DomainEvent,
-    IdempotencyKey,
     Order,
     Payment,
     Refund,
@@ -39,6 +38,7 @@ from sellerdesk.models.base import utcnow
 from sellerdesk.payments import service as payments_service
 from sellerdesk.payments.providers import ProviderFailed
 from tests.conftest import AppFactory
+from tests.factories import expire_claim
 from tests.orders_factories import (
     Buyer,
     checkout,
@@ -74,13 +74,16 @@ class World:
         self.buyer = await make_user(self.app)
         return self
 
-    async def order(self, price: str = "10.00", quantity: int = 3, stock: int = 5) -> int:
-        product_id = await make_product(self.app, stock=stock, price=price)
-        order = await place_order(self.client, self.buyer, product_id, quantity)
+    async def order(self) -> int:
+        product_id = await make_product(self.app, stock=5, price="10.00")
+        order = await place_order(self.client, self.buyer, product_id, 3)
         return int(order["id"])
 
-    async def paid_order(self, price: str = "10.00", quantity: int = 3, stock: int = 5) -> int:
-        order_id = await self.order(price, quantity, stock)
+    async def paid_order(self, quantity: int = 3, product_id: int | None = None) -> int:
+        """A paid order of `quantity` of a product (a new one at 10.00, stock 5, by default)."""
+        product_id = product_id or await make_product(self.app, stock=5, price="10.00")
+        order = await place_order(self.client, self.buyer, product_id, quantity)
+        order_id = int(order["id"])
         intent = await self.client.post(
             INTENT, json={"order_id": order_id}, headers=self.buyer.headers
         )
@@ -143,14 +146,7 @@ class World:
             return sum(1 for row in rows if row.payload.get("order_id") == order_id)
 
     async def expire_claim(self, user: Buyer, key: str) -> None:
-        """Make the key's claim look older than the lease (its first attempt died)."""
-        async with self.app.state.sessionmaker() as session:
-            await session.execute(
-                update(IdempotencyKey)
-                .where(IdempotencyKey.user_id == user.id, IdempotencyKey.key == key)
-                .values(created_at=utcnow() - timedelta(hours=1))
-            )
-            await session.commit()
+        await expire_claim(self.app, user.id, key)
 
     async def count(self, model: Any, *where: Any) -> int:
         async with self.app.state.sessionmaker() as session:
@@ -294,10 +290,7 @@ async def test_a_cancel_whose_commit_failed_after_the_refund_is_finished_by_its_
     world: World,
 ) -> None:
     product_id = await make_product(world.app, stock=5, price="10.00")
-    order = await place_order(world.client, world.buyer, product_id, 3)
-    order_id = int(order["id"])
-    await world.client.post(INTENT, json={"order_id": order_id}, headers=world.buyer.headers)
-    await world.client.post(confirm_url(order_id), headers=world.buyer.headers)
+    order_id = await world.paid_order(3, product_id)
     world.provider.fail_commit_after("refund")
 
     lost = await world.cancel(order_id)
@@ -396,10 +389,7 @@ async def test_the_job_and_a_retry_settling_one_refund_at_once_settle_it_once(
     world: World,
 ) -> None:
     product_id = await make_product(world.app, stock=5, price="10.00")
-    order = await place_order(world.client, world.buyer, product_id, 2)
-    order_id = int(order["id"])
-    await world.client.post(INTENT, json={"order_id": order_id}, headers=world.buyer.headers)
-    await world.client.post(confirm_url(order_id), headers=world.buyer.headers)
+    order_id = await world.paid_order(2, product_id)
     world.provider.fail_commit_after("refund")
     assert (await world.cancel(order_id)).status_code == 503
 

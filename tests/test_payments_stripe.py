@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 from decimal import Decimal
 
@@ -14,7 +14,7 @@ import uvicorn
 from fastapi import FastAPI
 from sqlalchemy import select, update
 
-from sellerdesk.models import IdempotencyKey, Payment, Refund
+from sellerdesk.models import Payment, Refund
 from sellerdesk.models.base import utcnow
 from sellerdesk.payments import service
 from sellerdesk.payments.providers import (
@@ -25,6 +25,7 @@ from sellerdesk.payments.providers import (
     StripeProvider,
 )
 from tests.conftest import AppFactory, make_settings
+from tests.factories import expire_claim
 from tests.orders_factories import make_user
 from tests.payment_fakes import GatedProvider
 from tests.stripe_fixtures import (
@@ -390,6 +391,14 @@ async def test_localstripe_delivers_a_signed_webhook_that_marks_the_order_paid(
 # --------------------------------------------------------------------------- two-phase refunds
 
 
+@pytest.fixture
+def gated(app: FastAPI) -> Iterator[GatedProvider]:
+    """Stripe (localstripe) behind the test gate: calls pass through, and can be held or failed."""
+    provider = GatedProvider(app, inner=app.state.payments).install()
+    yield provider
+    provider.uninstall()
+
+
 async def _paid_through_stripe(
     client: httpx.AsyncClient, app: FastAPI, sdk: stripe.StripeClient, total: str = "42.00"
 ) -> tuple[int, str]:
@@ -418,12 +427,11 @@ async def _refund_rows(app: FastAPI, order_id: int) -> list[Refund]:
 
 
 async def test_a_refund_whose_commit_failed_after_stripe_refunded_is_refunded_once_on_retry(
-    client: httpx.AsyncClient, app: FastAPI, sdk: stripe.StripeClient
+    client: httpx.AsyncClient, app: FastAPI, sdk: stripe.StripeClient, gated: GatedProvider
 ) -> None:
     admin = await make_user(app, admin=True)
     order_id, intent_id = await _paid_through_stripe(client, app, sdk)
-    provider = GatedProvider(app, inner=app.state.payments).install()
-    provider.fail_commit_after("refund")
+    gated.fail_commit_after("refund")
     headers = {**admin.headers, "Idempotency-Key": "stripe-refund-1"}
     body = {"order_id": order_id, "amount": "10.00"}
 
@@ -431,13 +439,7 @@ async def test_a_refund_whose_commit_failed_after_stripe_refunded_is_refunded_on
     assert lost.status_code == 503, lost.text
     [row] = await _refund_rows(app, order_id)
     assert row.status == "pending"
-    async with app.state.sessionmaker() as session:
-        await session.execute(
-            update(IdempotencyKey)
-            .where(IdempotencyKey.user_id == admin.id)
-            .values(created_at=utcnow() - timedelta(hours=1))
-        )
-        await session.commit()
+    await expire_claim(app, admin.id, "stripe-refund-1")
     retry = await client.post(REFUND, json=body, headers=headers)
 
     assert retry.status_code == 200, retry.text
@@ -445,15 +447,14 @@ async def test_a_refund_whose_commit_failed_after_stripe_refunded_is_refunded_on
     assert await _stripe_refunds(sdk, intent_id) == [(1000, f"refund:{row.id}")]
     [row] = await _refund_rows(app, order_id)
     assert (row.status, row.provider_refund_id is not None) == ("succeeded", True)
-    provider.uninstall()
 
 
 async def test_a_refund_cut_off_after_stripe_refunded_is_settled_by_the_job_once(
-    client: httpx.AsyncClient, app: FastAPI, sdk: stripe.StripeClient
+    client: httpx.AsyncClient, app: FastAPI, sdk: stripe.StripeClient, gated: GatedProvider
 ) -> None:
     admin = await make_user(app, admin=True)
     order_id, intent_id = await _paid_through_stripe(client, app, sdk)
-    provider = GatedProvider(app, inner=app.state.payments).install()
+    provider = gated
     provider.hold("refund", after=True)
     call = asyncio.ensure_future(
         client.post(REFUND, json={"order_id": order_id}, headers=admin.headers)
@@ -481,16 +482,14 @@ async def test_a_refund_cut_off_after_stripe_refunded_is_settled_by_the_job_once
     assert payment is not None
     assert (payment.refunded_amount, payment.refund_reserved) == (Decimal("42.00"), Decimal("0"))
     assert (await order_row(app, order_id)).status == "refunded"
-    provider.uninstall()
 
 
 async def test_a_refund_stripe_never_received_is_made_by_the_job_with_its_key(
-    client: httpx.AsyncClient, app: FastAPI, sdk: stripe.StripeClient
+    client: httpx.AsyncClient, app: FastAPI, sdk: stripe.StripeClient, gated: GatedProvider
 ) -> None:
     admin = await make_user(app, admin=True)
     order_id, intent_id = await _paid_through_stripe(client, app, sdk)
-    provider = GatedProvider(app, inner=app.state.payments).install()
-    provider.fail_next("refund", ProviderFailed())
+    gated.fail_next("refund", ProviderFailed())
     unknown = await client.post(
         REFUND, json={"order_id": order_id, "amount": "2.50"}, headers=admin.headers
     )
@@ -498,10 +497,9 @@ async def test_a_refund_stripe_never_received_is_made_by_the_job_with_its_key(
     assert await _stripe_refunds(sdk, intent_id) == []
 
     settled = await service.settle_pending_refunds(
-        app.state.sessionmaker, provider, older_than=timedelta(0), now=utcnow()
+        app.state.sessionmaker, gated, older_than=timedelta(0), now=utcnow()
     )
 
     [row] = await _refund_rows(app, order_id)
     assert (settled, row.status) == (1, "succeeded")
     assert await _stripe_refunds(sdk, intent_id) == [(250, f"refund:{row.id}")]
-    provider.uninstall()
