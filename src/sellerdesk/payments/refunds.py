@@ -180,17 +180,19 @@ def _refundable(payment: Payment) -> Decimal:
 async def _too_much(session: AsyncSession, payment_id: int, wanted: Decimal) -> Conflict:
     current = await reread(session, payment_id)
     left = _refundable(current)
+    details = {
+        "requested": str(wanted),
+        "captured": str(current.amount),
+        "refunded": str(current.refunded_amount),
+        "refundable": str(left),
+    }
+    if current.refund_reserved:  # refunds the provider has not answered yet hold this much
+        details["pending"] = str(current.refund_reserved)
     return Conflict(
         "The refund exceeds what is left to refund."
         if left > 0
         else "This payment is already refunded in full.",
-        details={
-            "requested": str(wanted),
-            "captured": str(current.amount),
-            "refunded": str(current.refunded_amount),
-            "pending": str(current.refund_reserved),
-            "refundable": str(left),
-        },
+        details=details,
     )
 
 
