@@ -457,6 +457,38 @@ async def test_each_planted_violation_is_reported_and_the_command_exits_1(
         assert all(v["subject"] and v["message"] for v in document["violations"])
 
 
+async def test_refund_violations_say_which_figure_is_off(make_app: AppFactory) -> None:
+    world = await make_world(make_app)
+    async with aclosing(world.client):
+        product = await create_product(world.client, world.admin, price="10.00", stock_quantity=5)
+        order = await place_order(world.client, world.buyer, product["id"], 3)
+        await world.pay(order["id"])
+        await world.refund(order["id"], "5.00")
+        payment_id = await world.scalar(select(Payment.id).where(Payment.order_id == order["id"]))
+
+        # The refunded amount moved without a refund row, and an amount is held for no refund.
+        await world.write(
+            update(Payment)
+            .where(Payment.id == payment_id)
+            .values(refunded_amount=Decimal("6.00"), refund_reserved=Decimal("2.00"))
+        )
+        report = await audit(world.app.state.engine, sweep_after_seconds=SWEEP_AFTER)
+
+        assert [v.line() for v in report.violations] == [
+            f"payment_refunds: payment {payment_id}: succeeded refunds add up to 5.00, not 6.00; "
+            "pending refunds add up to 0.00, not the 2.00 reserved"
+        ]
+
+        # Refunds of a payment that was never captured.
+        await world.write(update(Payment).where(Payment.id == payment_id).values(status="canceled"))
+        [violation] = (
+            await audit(world.app.state.engine, sweep_after_seconds=SWEEP_AFTER)
+        ).violations
+        assert violation.message.startswith(
+            "refunded 6.00 and 2.00 pending of a canceled payment of 30.00 (captured 0.00); "
+        )
+
+
 async def test_stock_below_zero_is_reported_where_the_constraint_was_lost(
     make_app: AppFactory,
 ) -> None:

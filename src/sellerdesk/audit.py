@@ -510,84 +510,57 @@ async def purchase_credits(conn: AsyncConnection, _: Context) -> list[Violation]
 
 
 async def payment_refunds(conn: AsyncConnection, _: Context) -> list[Violation]:
-    def rows_of(status: str) -> Any:
-        return (
-            select(Refund.payment_id, func.sum(Refund.amount).label("total"))
-            .where(Refund.status == status)
-            .group_by(Refund.payment_id)
-            .subquery()
-        )
+    def total(status: str) -> Any:
+        return func.sum(case((Refund.status == status, Refund.amount), else_=0))
 
-    succeeded, pending = rows_of("succeeded"), rows_of("pending")
-    refunded_rows = func.coalesce(succeeded.c.total, 0)
-    pending_rows = func.coalesce(pending.c.total, 0)
+    by_payment = (
+        select(Refund.payment_id, total("succeeded").label("done"), total("pending").label("held"))
+        .group_by(Refund.payment_id)
+        .subquery()
+    )
+    done, held = func.coalesce(by_payment.c.done, 0), func.coalesce(by_payment.c.held, 0)
     captured = case((Payment.status == "succeeded", Payment.amount), else_=0)
+    refunded, reserved = Payment.refunded_amount, Payment.refund_reserved
     rows = await conn.execute(
-        select(
-            Payment.id,
-            Payment.status,
-            Payment.amount,
-            Payment.refunded_amount,
-            Payment.refund_reserved,
-            refunded_rows,
-            pending_rows,
-        )
-        .outerjoin(succeeded, succeeded.c.payment_id == Payment.id)
-        .outerjoin(pending, pending.c.payment_id == Payment.id)
+        select(Payment.id, Payment.status, Payment.amount, refunded, reserved, done, held)
+        .outerjoin(by_payment, by_payment.c.payment_id == Payment.id)
         .where(
             or_(
-                Payment.refunded_amount < 0,
-                Payment.refund_reserved < 0,
-                Payment.refunded_amount + Payment.refund_reserved - captured > _CENT,
-                _differs(refunded_rows, Payment.refunded_amount),
-                _differs(pending_rows, Payment.refund_reserved),
+                refunded < 0,
+                reserved < 0,
+                refunded + reserved - captured > _CENT,
+                _differs(done, refunded),
+                _differs(held, reserved),
             )
         )
         .order_by(Payment.id)
     )
     found: list[Violation] = []
-    for pid, status, amount, refunded, reserved, rows_total, rows_pending in rows:
-        cap = amount if status == "succeeded" else 0
-        problems = []
-        if (
-            _cents(refunded) < 0
-            or _cents(reserved) < 0
-            or _cents(refunded) + _cents(reserved) > _cents(cap)
-        ):
-            problems.append(
-                f"refunded {_money(refunded)} and {_money(reserved)} pending of a {status} "
-                f"payment of {_money(amount)} (captured {_money(cap)})"
-            )
-        if _cents(rows_total) != _cents(refunded):
-            problems.append(
-                f"succeeded refunds add up to {_money(rows_total)}, not the refunded amount "
-                f"{_money(refunded)}"
-            )
-        if _cents(rows_pending) != _cents(reserved):
-            problems.append(
-                f"pending refunds add up to {_money(rows_pending)}, not the reserved amount "
-                f"{_money(reserved)}"
-            )
+    for pid, status, *amounts in rows:
+        names = ("amount", "refunded", "reserved", "succeeded_rows", "pending_rows")
+        f = dict(zip(names, map(_money, amounts), strict=True))
+        cap = f["amount"] if status == "succeeded" else "0.00"
+        taken = Decimal(f["refunded"]) + Decimal(f["reserved"])
+        checks = (
+            (
+                min(Decimal(f["refunded"]), Decimal(f["reserved"])) < 0 or taken > Decimal(cap),
+                f"refunded {f['refunded']} and {f['reserved']} pending of a {status} payment "
+                f"of {f['amount']} (captured {cap})",
+            ),
+            (
+                f["succeeded_rows"] != f["refunded"],
+                f"succeeded refunds add up to {f['succeeded_rows']}, not {f['refunded']}",
+            ),
+            (
+                f["pending_rows"] != f["reserved"],
+                f"pending refunds add up to {f['pending_rows']}, not the {f['reserved']} reserved",
+            ),
+        )
+        message = "; ".join(text for bad, text in checks if bad)
         found.append(
-            Violation(
-                "payment_refunds",
-                f"payment {pid}",
-                "; ".join(problems),
-                {
-                    "status": status,
-                    "amount": _money(amount),
-                    "refunded": _money(refunded),
-                    "reserved": _money(reserved),
-                    "succeeded_rows": _money(rows_total),
-                    "pending_rows": _money(rows_pending),
-                },
-            )
+            Violation("payment_refunds", f"payment {pid}", message, {"status": status, **f})
         )
     return found
-
-
-def _cents(value: Any) -> Decimal:
-    return Decimal(str(value or 0)).quantize(Decimal("0.01"))
 
 
 async def refund_unsettled(conn: AsyncConnection, context: Context) -> list[Violation]:
