@@ -237,7 +237,13 @@ async def fill(conn: AsyncConnection) -> dict[str, int]:
         for n in range(1, PAYMENTS + 1)
     ]
     refunds = [
-        {"payment_id": n, "amount": Decimal("30.00"), "status": "succeeded"}
+        {
+            "payment_id": n,
+            "amount": Decimal("30.00"),
+            "status": "succeeded",
+            "provider_key": f"refund:{n}",
+            "settled_at": utcnow(),
+        }
         for n in range(1, PAYMENTS + 1, 2)
     ]
     await bulk(conn, Payment, payments)

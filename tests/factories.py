@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
+from datetime import timedelta
 
 import httpx
 from fastapi import FastAPI
 from sqlalchemy import update
 
-from sellerdesk.models import User
+from sellerdesk.models import IdempotencyKey, User
+from sellerdesk.models.base import utcnow
 
 _seq = itertools.count(1)
 PASSWORD = "correct-horse-battery"
@@ -52,3 +54,15 @@ async def register_admin(client: httpx.AsyncClient, app: FastAPI) -> Account:
         await session.execute(update(User).where(User.id == account.id).values(is_superuser=True))
         await session.commit()
     return account
+
+
+async def expire_claim(app: FastAPI, user_id: int, key: str) -> None:
+    """Make an Idempotency-Key's claim look older than the lease, as if its first attempt had
+    died (or outlived the lease): the next request with the key takes it over."""
+    async with app.state.sessionmaker() as session:
+        await session.execute(
+            update(IdempotencyKey)
+            .where(IdempotencyKey.user_id == user_id, IdempotencyKey.key == key)
+            .values(created_at=utcnow() - timedelta(hours=1))
+        )
+        await session.commit()

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -62,10 +63,14 @@ def localstripe() -> Iterator[str]:
 
 
 def stripe_settings(base_url: str) -> dict[str, Any]:
-    """Settings overrides for an app that uses Stripe through localstripe."""
+    """Settings overrides for an app that uses Stripe through localstripe.
+
+    Each app gets its own secret key, as if it were its own Stripe account: idempotency keys
+    (`order:1:payment_intent`) are remembered per account, and SQLite reuses ids after each
+    test's reset while localstripe lives for the whole session."""
     return {
         "PAYMENT_PROVIDER": "stripe",
-        "STRIPE_SECRET_KEY": "sk_test_sellerdesk",
+        "STRIPE_SECRET_KEY": f"sk_test_sellerdesk_{uuid.uuid4().hex[:12]}",
         "STRIPE_API_BASE": base_url,
         "STRIPE_MAX_NETWORK_RETRIES": 0,
         "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,

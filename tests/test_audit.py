@@ -38,6 +38,8 @@ from sellerdesk.models import (
 )
 from sellerdesk.models.base import utcnow
 from sellerdesk.orders.service import expire_unpaid_orders
+from sellerdesk.payments.providers import ProviderFailed
+from sellerdesk.payments.service import settle_pending_refunds
 from tests.catalog_factories import create_product, csv_upload
 from tests.conftest import AppFactory, Database
 from tests.credits_factories import (
@@ -48,6 +50,7 @@ from tests.credits_factories import (
 )
 from tests.factories import Account, register_admin
 from tests.orders_factories import place_order
+from tests.payment_fakes import GatedProvider
 from tests.stripe_fixtures import (
     WEBHOOK_SECRET,
     charge_refunded_object,
@@ -57,6 +60,7 @@ from tests.stripe_fixtures import (
 )
 
 SWEEP_AFTER = 300
+SETTLE_AFTER = 300  # the default REFUND_SETTLE_AFTER_SECONDS, which `audit` also defaults to
 
 
 class World:
@@ -65,6 +69,7 @@ class World:
     def __init__(self, app: FastAPI, client: httpx.AsyncClient, admin: Account, buyer: Account):
         self.app, self.client, self.admin, self.buyer = app, client, admin, buyer
         self.source: GatedSource = app.state.amazon
+        self.provider: GatedProvider = app.state.payments
 
     async def post(self, path: str, account: Account | None, **kwargs: Any) -> httpx.Response:
         headers = {**(account.headers if account else {}), **kwargs.pop("headers", {})}
@@ -109,6 +114,14 @@ class World:
         )
         return {v.check for v in report.violations}
 
+    async def settle(self) -> int:
+        return await settle_pending_refunds(
+            self.app.state.sessionmaker,
+            self.provider,
+            older_than=timedelta(seconds=SETTLE_AFTER),
+            now=utcnow() + timedelta(seconds=SETTLE_AFTER + 1),
+        )
+
     async def write(self, *statements: Any) -> None:
         async with self.app.state.sessionmaker() as session:
             for statement in statements:
@@ -125,6 +138,7 @@ async def make_world(make_app: AppFactory) -> World:
         STRIPE_WEBHOOK_SECRET=WEBHOOK_SECRET, CREDITS_SWEEP_AFTER_SECONDS=SWEEP_AFTER
     )
     app.state.amazon = GatedSource()
+    GatedProvider(app).install()
     client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")
     admin = await register_admin(client, app)
     buyer = await funded_with_mappings(client, admin, 50)
@@ -191,6 +205,20 @@ async def test_a_realistic_mix_of_scenarios_leaves_no_violation(
         assert (
             await expire_unpaid_orders(world.app.state.sessionmaker, world.app.state.settings) == 1
         )
+
+        # A refund whose provider call never answered, settled by the job; meanwhile a refund
+        # made in the provider's dashboard, reported by a webhook (12.00 in all at the provider).
+        dashboard = await place_order(client, buyer, shoes, 2)
+        await world.pay(dashboard["id"])
+        world.provider.fail_next("refund", ProviderFailed())
+        body = {"order_id": dashboard["id"], "amount": "5.00"}
+        assert (await world.post("/payments/refund", admin, json=body)).status_code == 502
+        intent_id = await world.scalar(
+            select(Payment.intent_id).where(Payment.order_id == dashboard["id"])
+        )
+        await world.webhook(event("charge.refunded", charge_refunded_object(intent_id, 2500, 1200)))
+        assert "refund_unsettled" in await world.audit(seconds_later=SETTLE_AFTER + 1)
+        assert await world.settle() == 1
 
         # Credit purchases: confirmed; paid by a webhook delivered twice, then half refunded.
         confirmed = await world.purchase()
@@ -382,9 +410,29 @@ async def test_each_planted_violation_is_reported_and_the_command_exits_1(
         # A succeeded refund row worth more than the payment's refunded amount.
         payment_id = await world.scalar(select(Payment.id).where(Payment.order_id == paid["id"]))
         await world.write(
-            insert(Refund).values(payment_id=payment_id, amount=Decimal("1.00"), status="succeeded")
+            insert(Refund).values(
+                payment_id=payment_id,
+                amount=Decimal("1.00"),
+                status="succeeded",
+                settled_at=utcnow(),
+            )
         )
         await planted("payment_refunds")
+
+        # A refund left pending past the settle job's horizon (its reserve planted with it).
+        await world.write(
+            update(Payment)
+            .where(Payment.id == payment_id)
+            .values(refund_reserved=Payment.refund_reserved + Decimal("0.50")),
+            insert(Refund).values(
+                payment_id=payment_id,
+                amount=Decimal("0.50"),
+                status="pending",
+                provider_key="refund:planted",
+                created_at=utcnow() - timedelta(hours=1),
+            ),
+        )
+        await planted("refund_unsettled")
 
         assert expected == set(CHECKS) - {"stock_negative"}
 
@@ -407,6 +455,38 @@ async def test_each_planted_violation_is_reported_and_the_command_exits_1(
         assert {v["check"] for v in document["violations"]} == expected
         assert {c["name"] for c in document["checks"]} == set(CHECKS)
         assert all(v["subject"] and v["message"] for v in document["violations"])
+
+
+async def test_refund_violations_say_which_figure_is_off(make_app: AppFactory) -> None:
+    world = await make_world(make_app)
+    async with aclosing(world.client):
+        product = await create_product(world.client, world.admin, price="10.00", stock_quantity=5)
+        order = await place_order(world.client, world.buyer, product["id"], 3)
+        await world.pay(order["id"])
+        await world.refund(order["id"], "5.00")
+        payment_id = await world.scalar(select(Payment.id).where(Payment.order_id == order["id"]))
+
+        # The refunded amount moved without a refund row, and an amount is held for no refund.
+        await world.write(
+            update(Payment)
+            .where(Payment.id == payment_id)
+            .values(refunded_amount=Decimal("6.00"), refund_reserved=Decimal("2.00"))
+        )
+        report = await audit(world.app.state.engine, sweep_after_seconds=SWEEP_AFTER)
+
+        assert [v.line() for v in report.violations] == [
+            f"payment_refunds: payment {payment_id}: succeeded refunds add up to 5.00, not 6.00; "
+            "pending refunds add up to 0.00, not the 2.00 reserved"
+        ]
+
+        # Refunds of a payment that was never captured.
+        await world.write(update(Payment).where(Payment.id == payment_id).values(status="canceled"))
+        [violation] = (
+            await audit(world.app.state.engine, sweep_after_seconds=SWEEP_AFTER)
+        ).violations
+        assert violation.message.startswith(
+            "refunded 6.00 and 2.00 pending of a canceled payment of 30.00 (captured 0.00); "
+        )
 
 
 async def test_stock_below_zero_is_reported_where_the_constraint_was_lost(

@@ -400,8 +400,14 @@ async def test_admin_ships_and_refunds_an_order_through_the_order_page(
         },
     )
     assert shipped.status_code == 303
-    refund = await client.post(f"{base}/refund", data={"amount": "10.00", "csrf_token": csrf})
+    page = await client.get(base)
+    key = re.search(r'name="refund_key" value="([^"]+)"', page.text)
+    assert key is not None
+    form = {"amount": "10.00", "csrf_token": csrf, "refund_key": key.group(1)}
+    refund = await client.post(f"{base}/refund", data=form)
     assert refund.status_code == 303
+    again = await client.post(f"{base}/refund", data=form)  # a double submit of that form
+    assert again.status_code == 303
     over = await client.post(f"{base}/refund", data={"amount": "500.00", "csrf_token": csrf})
     assert over.status_code == 409 and "exceeds" in over.text
     api = (await client.get(f"/api/v1/admin/orders/{order['id']}", headers=admin.headers)).json()

@@ -193,13 +193,15 @@ async def test_a_payment_after_cancel_is_refunded_once_with_a_deterministic_key(
     await orders_handlers.refund_payment_after_cancel(ctx, event)
     await outbox.process(ctx, event.id)
 
-    assert counting.refund_keys == [f"payment:{payment.id}:refund_after_cancel"]
     async with mail_app.state.sessionmaker() as session:
         row = await session.get(Payment, payment.id)
         assert row is not None
         assert (row.status, row.refunded_amount) == ("succeeded", Decimal("30.00"))
         refunds = list(await session.scalars(select(Refund)))
-        assert [r.status for r in refunds] == ["succeeded"]
+        assert [(r.status, r.request_key) for r in refunds] == [
+            ("succeeded", "refund_after_cancel")
+        ]
+    assert counting.refund_keys == [f"refund:{refunds[0].id}"]
     shown = (await client.get(f"/api/v1/orders/{order['id']}", headers=buyer.headers)).json()
     assert (shown["status"], shown["payment_status"]) == ("cancelled", "refunded")
 

@@ -20,11 +20,11 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from sellerdesk.amazon.errors import UpstreamUnavailable
 from sellerdesk.credits.service import sweep_unsettled_charges
-from sellerdesk.models import CreditCharge, IdempotencyKey
+from sellerdesk.models import CreditCharge
 from sellerdesk.models.base import utcnow
 from tests.conftest import AppFactory
 from tests.credits_factories import (
@@ -34,7 +34,7 @@ from tests.credits_factories import (
     funded_with_mappings,
     ledger,
 )
-from tests.factories import Account, register_admin
+from tests.factories import Account, expire_claim, register_admin
 from tests.private_postgres import PrivatePostgres, app_on
 
 ASIN = "/api/v1/product/asin"
@@ -76,13 +76,7 @@ class Setup:
 
     async def expire_lease(self, user: Account, key: str) -> None:
         """Make the key's claim look older than the lease (the first attempt outlived it)."""
-        async with self.app.state.sessionmaker() as session:
-            await session.execute(
-                update(IdempotencyKey)
-                .where(IdempotencyKey.user_id == user.id, IdempotencyKey.key == key)
-                .values(created_at=utcnow() - timedelta(hours=1))
-            )
-            await session.commit()
+        await expire_claim(self.app, user.id, key)
 
 
 async def build(make_app: AppFactory, **settings: Any) -> AsyncIterator[Setup]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 from decimal import Decimal
 
@@ -12,14 +12,22 @@ import pytest
 import stripe
 import uvicorn
 from fastapi import FastAPI
-from sqlalchemy import update
+from sqlalchemy import select, update
 
-from sellerdesk.models import Payment
+from sellerdesk.models import Payment, Refund
 from sellerdesk.models.base import utcnow
 from sellerdesk.payments import service
-from sellerdesk.payments.providers import IntentRef, PaymentDeclined, ProviderFailed, StripeProvider
+from sellerdesk.payments.providers import (
+    REFUND_KEY_METADATA,
+    IntentRef,
+    PaymentDeclined,
+    ProviderFailed,
+    StripeProvider,
+)
 from tests.conftest import AppFactory, make_settings
+from tests.factories import expire_claim
 from tests.orders_factories import make_user
+from tests.payment_fakes import GatedProvider
 from tests.stripe_fixtures import (
     WEBHOOK_SECRET,
     count,
@@ -237,7 +245,11 @@ async def test_unreachable_stripe_is_502_payment_error(make_app: AppFactory) -> 
         answer = await client.post(INTENT, json={"order_id": order_id}, headers=buyer.headers)
     assert answer.status_code == 502
     assert answer.json()["error"] == "payment_error"
-    assert await count(app, Payment) == 0
+    # The payment was recorded before Stripe was called; it has no intent, so nobody can pay
+    # it, and the next request for the order carries on with it.
+    payment = await payment_of(app, order_id)
+    assert payment is not None and (payment.intent_id, payment.status) == (None, "pending")
+    assert await count(app, Payment) == 1
 
 
 async def test_sdk_errors_map_to_declines_and_provider_failures(localstripe: str) -> None:
@@ -374,3 +386,120 @@ async def test_localstripe_delivers_a_signed_webhook_that_marks_the_order_paid(
     order = await order_row(app, order_id)
     assert (order.status, order.payment_status) == ("paid", "succeeded")
     assert await webhook_events(app) == 1
+
+
+# --------------------------------------------------------------------------- two-phase refunds
+
+
+@pytest.fixture
+def gated(app: FastAPI) -> Iterator[GatedProvider]:
+    """Stripe (localstripe) behind the test gate: calls pass through, and can be held or failed."""
+    provider = GatedProvider(app, inner=app.state.payments).install()
+    yield provider
+    provider.uninstall()
+
+
+async def _paid_through_stripe(
+    client: httpx.AsyncClient, app: FastAPI, sdk: stripe.StripeClient, total: str = "42.00"
+) -> tuple[int, str]:
+    headers, order_id, intent_id = await _intent(client, app, total)
+    await sdk.v1.payment_intents.update_async(intent_id, {"payment_method": "pm_card_visa"})
+    paid = await client.post(f"/api/v1/payments/confirm-payment/{order_id}", headers=headers)
+    assert paid.status_code == 200, paid.text
+    return order_id, intent_id
+
+
+async def _stripe_refunds(sdk: stripe.StripeClient, intent_id: str) -> list[tuple[int, str]]:
+    """What Stripe refunded for the intent: (amount, our key) per refund."""
+    listed = await sdk.v1.refunds.list_async({"payment_intent": intent_id, "limit": 100})
+    refunds = [r.to_dict() for r in listed.data]
+    return [(r["amount"], (r.get("metadata") or {}).get(REFUND_KEY_METADATA, "")) for r in refunds]
+
+
+async def _refund_rows(app: FastAPI, order_id: int) -> list[Refund]:
+    payment = await payment_of(app, order_id)
+    assert payment is not None
+    async with app.state.sessionmaker() as session:
+        rows = await session.scalars(
+            select(Refund).where(Refund.payment_id == payment.id).order_by(Refund.id)
+        )
+        return list(rows)
+
+
+async def test_a_refund_whose_commit_failed_after_stripe_refunded_is_refunded_once_on_retry(
+    client: httpx.AsyncClient, app: FastAPI, sdk: stripe.StripeClient, gated: GatedProvider
+) -> None:
+    admin = await make_user(app, admin=True)
+    order_id, intent_id = await _paid_through_stripe(client, app, sdk)
+    gated.fail_commit_after("refund")
+    headers = {**admin.headers, "Idempotency-Key": "stripe-refund-1"}
+    body = {"order_id": order_id, "amount": "10.00"}
+
+    lost = await client.post(REFUND, json=body, headers=headers)
+    assert lost.status_code == 503, lost.text
+    [row] = await _refund_rows(app, order_id)
+    assert row.status == "pending"
+    await expire_claim(app, admin.id, "stripe-refund-1")
+    retry = await client.post(REFUND, json=body, headers=headers)
+
+    assert retry.status_code == 200, retry.text
+    assert (retry.json()["id"], retry.json()["refunded_total"]) == (row.id, "10.00")
+    assert await _stripe_refunds(sdk, intent_id) == [(1000, f"refund:{row.id}")]
+    [row] = await _refund_rows(app, order_id)
+    assert (row.status, row.provider_refund_id is not None) == ("succeeded", True)
+
+
+async def test_a_refund_cut_off_after_stripe_refunded_is_settled_by_the_job_once(
+    client: httpx.AsyncClient, app: FastAPI, sdk: stripe.StripeClient, gated: GatedProvider
+) -> None:
+    admin = await make_user(app, admin=True)
+    order_id, intent_id = await _paid_through_stripe(client, app, sdk)
+    provider = gated
+    provider.hold("refund", after=True)
+    call = asyncio.ensure_future(
+        client.post(REFUND, json={"order_id": order_id}, headers=admin.headers)
+    )
+    await asyncio.wait_for(provider.entered.wait(), 10)
+    call.cancel()
+    await asyncio.gather(call, return_exceptions=True)
+    provider.release()
+    [row] = await _refund_rows(app, order_id)
+    assert row.status == "pending"
+
+    async def settle() -> int:
+        return await service.settle_pending_refunds(
+            app.state.sessionmaker,
+            provider,
+            older_than=timedelta(minutes=5),
+            now=utcnow() + timedelta(minutes=6),
+        )
+
+    assert (await settle(), await settle()) == (1, 0)
+
+    assert await _stripe_refunds(sdk, intent_id) == [(4200, f"refund:{row.id}")]
+    assert provider.calls.count("refund") == 1  # the job found it, and made none
+    payment = await payment_of(app, order_id)
+    assert payment is not None
+    assert (payment.refunded_amount, payment.refund_reserved) == (Decimal("42.00"), Decimal("0"))
+    assert (await order_row(app, order_id)).status == "refunded"
+
+
+async def test_a_refund_stripe_never_received_is_made_by_the_job_with_its_key(
+    client: httpx.AsyncClient, app: FastAPI, sdk: stripe.StripeClient, gated: GatedProvider
+) -> None:
+    admin = await make_user(app, admin=True)
+    order_id, intent_id = await _paid_through_stripe(client, app, sdk)
+    gated.fail_next("refund", ProviderFailed())
+    unknown = await client.post(
+        REFUND, json={"order_id": order_id, "amount": "2.50"}, headers=admin.headers
+    )
+    assert unknown.status_code == 502
+    assert await _stripe_refunds(sdk, intent_id) == []
+
+    settled = await service.settle_pending_refunds(
+        app.state.sessionmaker, gated, older_than=timedelta(0), now=utcnow()
+    )
+
+    [row] = await _refund_rows(app, order_id)
+    assert (settled, row.status) == (1, "succeeded")
+    assert await _stripe_refunds(sdk, intent_id) == [(250, f"refund:{row.id}")]

@@ -9,8 +9,9 @@ import time
 import httpx
 import pytest
 from fastapi import FastAPI
+from sqlalchemy import select, update
 
-from sellerdesk.models import WebhookEvent
+from sellerdesk.models import Refund, User, WebhookEvent
 from tests.conftest import AppFactory
 from tests.factories import Account, register
 from tests.stripe_fixtures import (
@@ -104,6 +105,44 @@ async def test_partial_charge_refunded_events_only_move_forward(
     assert payment is not None and str(payment.refunded_amount) == "20.00"
     order = await order_row(app, order_id)
     assert (order.status, order.payment_status) == ("paid", "partially_refunded")
+
+
+async def test_a_dashboard_refund_is_recorded_beside_ours_and_each_cent_counted_once(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    _, order_id, intent_id = await _order_with_intent(client, app)
+    await _deliver(client, event("payment_intent.succeeded", intent_object(intent_id, 5000)))
+    admin = await register(client)
+    async with app.state.sessionmaker() as session:
+        await session.execute(update(User).where(User.id == admin.id).values(is_superuser=True))
+        await session.commit()
+
+    # 10.00 refunded in Stripe's dashboard, then 5.00 by us, then Stripe's total (15.00) again.
+    await _deliver(client, event("charge.refunded", charge_refunded_object(intent_id, 5000, 1000)))
+    ours = await client.post(
+        "/api/v1/payments/refund",
+        json={"order_id": order_id, "amount": "5.00"},
+        headers=admin.headers,
+    )
+    await _deliver(client, event("charge.refunded", charge_refunded_object(intent_id, 5000, 1500)))
+
+    assert ours.status_code == 200, ours.text
+    assert ours.json()["refunded_total"] == "15.00"
+    payment = await payment_of(app, order_id)
+    assert payment is not None and str(payment.refunded_amount) == "15.00"
+    async with app.state.sessionmaker() as session:
+        rows = (
+            await session.execute(
+                select(Refund.amount, Refund.status, Refund.reason)
+                .where(Refund.payment_id == payment.id)
+                .order_by(Refund.id)
+            )
+        ).all()
+    assert [(str(a), s, r) for a, s, r in rows] == [
+        ("10.00", "succeeded", "provider"),
+        ("5.00", "succeeded", "admin"),
+    ]
+    assert (await order_row(app, order_id)).payment_status == "partially_refunded"
 
 
 async def test_payment_failed_then_succeeded_ends_paid_and_late_failure_changes_nothing(

@@ -11,7 +11,7 @@
   by `created_at`, purchase entries of the ledger by `created_at`.
 
 Revision ID: 0011_dashboard
-Revises: 0009_hardening
+Revises: 0010_refunds
 Create Date: 2026-12-01 16:00:00+00:00
 """
 
@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0011_dashboard"
-down_revision: str | None = "0009_hardening"
+down_revision: str | None = "0010_refunds"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -30,10 +30,12 @@ The checks (`CHECKS`, in this order):
 - purchase_credits: a credit purchase is credited once, exactly when it is completed (or was
   completed before a refund took its credits back), and never takes back more than it gave.
   A payment event applied twice would show up here as credits given twice.
-- payment_refunds: a payment's refunded amount lies in 0..captured (the amount of a succeeded
-  payment, 0 otherwise), and its succeeded refund rows add up to no more than it. (Refunds
-  made in the provider's dashboard raise the refunded amount without a refund row, so the sum
-  may be smaller.)
+- payment_refunds: a payment's refunded amount plus what pending refunds reserve lies in
+  0..captured (the amount of a succeeded payment, 0 otherwise); its succeeded refund rows add
+  up to its refunded amount (refunds made in the provider's dashboard get a `provider` row when
+  they are reported), and its pending rows to its reserved amount.
+- refund_unsettled: no refund is still `pending` after REFUND_SETTLE_AFTER_SECONDS (its
+  provider call never answered and the settle job has not run, or cannot).
 """
 
 from __future__ import annotations
@@ -81,6 +83,7 @@ class Violation:
 class Context:
     now: datetime
     sweep_after: timedelta
+    refund_settle_after: timedelta = timedelta(seconds=300)
 
 
 Check = Callable[[AsyncConnection, Context], Awaitable[list[Violation]]]
@@ -507,56 +510,77 @@ async def purchase_credits(conn: AsyncConnection, _: Context) -> list[Violation]
 
 
 async def payment_refunds(conn: AsyncConnection, _: Context) -> list[Violation]:
-    refunds = (
-        select(Refund.payment_id, func.sum(Refund.amount).label("total"))
-        .where(Refund.status == "succeeded")
+    def total(status: str) -> Any:
+        return func.sum(case((Refund.status == status, Refund.amount), else_=0))
+
+    by_payment = (
+        select(Refund.payment_id, total("succeeded").label("done"), total("pending").label("held"))
         .group_by(Refund.payment_id)
         .subquery()
     )
-    refunded_rows = func.coalesce(refunds.c.total, 0)
+    done, held = func.coalesce(by_payment.c.done, 0), func.coalesce(by_payment.c.held, 0)
     captured = case((Payment.status == "succeeded", Payment.amount), else_=0)
+    refunded, reserved = Payment.refunded_amount, Payment.refund_reserved
     rows = await conn.execute(
-        select(Payment.id, Payment.status, Payment.amount, Payment.refunded_amount, refunded_rows)
-        .outerjoin(refunds, refunds.c.payment_id == Payment.id)
+        select(Payment.id, Payment.status, Payment.amount, refunded, reserved, done, held)
+        .outerjoin(by_payment, by_payment.c.payment_id == Payment.id)
         .where(
             or_(
-                Payment.refunded_amount < 0,
-                Payment.refunded_amount - captured > _CENT,
-                refunded_rows - Payment.refunded_amount > _CENT,
+                refunded < 0,
+                reserved < 0,
+                refunded + reserved - captured > _CENT,
+                _differs(done, refunded),
+                _differs(held, reserved),
             )
         )
         .order_by(Payment.id)
     )
     found: list[Violation] = []
-    for pid, status, amount, refunded, rows_total in rows:
-        if _rows_exceed(refunded, rows_total):
-            message = (
-                f"succeeded refunds add up to {_money(rows_total)}, more than the refunded "
-                f"amount {_money(refunded)}"
-            )
-        else:
-            message = (
-                f"refunded {_money(refunded)} of a {status} payment of {_money(amount)} "
-                f"(captured {_money(amount if status == 'succeeded' else 0)})"
-            )
+    for pid, status, *amounts in rows:
+        names = ("amount", "refunded", "reserved", "succeeded_rows", "pending_rows")
+        f = dict(zip(names, map(_money, amounts), strict=True))
+        cap = f["amount"] if status == "succeeded" else "0.00"
+        taken = Decimal(f["refunded"]) + Decimal(f["reserved"])
+        checks = (
+            (
+                min(Decimal(f["refunded"]), Decimal(f["reserved"])) < 0 or taken > Decimal(cap),
+                f"refunded {f['refunded']} and {f['reserved']} pending of a {status} payment "
+                f"of {f['amount']} (captured {cap})",
+            ),
+            (
+                f["succeeded_rows"] != f["refunded"],
+                f"succeeded refunds add up to {f['succeeded_rows']}, not {f['refunded']}",
+            ),
+            (
+                f["pending_rows"] != f["reserved"],
+                f"pending refunds add up to {f['pending_rows']}, not the {f['reserved']} reserved",
+            ),
+        )
+        message = "; ".join(text for bad, text in checks if bad)
         found.append(
-            Violation(
-                "payment_refunds",
-                f"payment {pid}",
-                message,
-                {
-                    "status": status,
-                    "amount": _money(amount),
-                    "refunded": _money(refunded),
-                    "refund_rows": _money(rows_total),
-                },
-            )
+            Violation("payment_refunds", f"payment {pid}", message, {"status": status, **f})
         )
     return found
 
 
-def _rows_exceed(refunded: Any, rows_total: Any) -> bool:
-    return Decimal(str(rows_total or 0)) - Decimal(str(refunded or 0)) > Decimal("0.005")
+async def refund_unsettled(conn: AsyncConnection, context: Context) -> list[Violation]:
+    horizon = context.now - context.refund_settle_after
+    rows = await conn.execute(
+        select(Refund.id, Refund.payment_id, Refund.amount, Refund.created_at)
+        .where(Refund.status == "pending", Refund.created_at < horizon)
+        .order_by(Refund.id)
+    )
+    return [
+        Violation(
+            "refund_unsettled",
+            f"payment {pid} refund {rid}",
+            f"refund of {_money(amount)} recorded at {created:%Y-%m-%dT%H:%M:%SZ} still pending "
+            f"after {int(context.refund_settle_after.total_seconds())} s "
+            "(is the settle job running?)",
+            {"amount": _money(amount), "created_at": created.isoformat()},
+        )
+        for rid, pid, amount, created in rows
+    ]
 
 
 CHECKS: dict[str, Check] = {
@@ -572,6 +596,7 @@ CHECKS: dict[str, Check] = {
     "charge_unsettled": charge_unsettled,
     "purchase_credits": purchase_credits,
     "payment_refunds": payment_refunds,
+    "refund_unsettled": refund_unsettled,
 }
 
 
@@ -579,6 +604,7 @@ async def audit(
     engine: AsyncEngine,
     *,
     sweep_after_seconds: int,
+    refund_settle_after_seconds: int = 300,
     now: datetime | None = None,
     only: Sequence[str] | None = None,
 ) -> Report:
@@ -587,7 +613,11 @@ async def audit(
     unknown = [name for name in names if name not in CHECKS]
     if unknown:
         raise ValueError(f"unknown checks: {', '.join(unknown)}")
-    context = Context(now or utcnow(), timedelta(seconds=sweep_after_seconds))
+    context = Context(
+        now or utcnow(),
+        timedelta(seconds=sweep_after_seconds),
+        timedelta(seconds=refund_settle_after_seconds),
+    )
     violations: list[Violation] = []
     async with engine.connect() as conn:
         if conn.dialect.name == "postgresql":

@@ -317,7 +317,11 @@ def check(
     async def run() -> Any:
         engine = create_engine(settings)
         try:
-            return await audit(engine, sweep_after_seconds=settings.CREDITS_SWEEP_AFTER_SECONDS)
+            return await audit(
+                engine,
+                sweep_after_seconds=settings.CREDITS_SWEEP_AFTER_SECONDS,
+                refund_settle_after_seconds=settings.REFUND_SETTLE_AFTER_SECONDS,
+            )
         finally:
             await engine.dispose()
 

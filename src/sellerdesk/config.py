@@ -78,6 +78,10 @@ class Settings(BaseSettings):
     STRIPE_MAX_NETWORK_RETRIES: int = Field(default=2, ge=0)
     STRIPE_TIMEOUT_SECONDS: float = Field(default=30.0, gt=0)
     STRIPE_PAYMENT_METHOD_TYPES: Annotated[list[str], NoDecode] = ["card"]
+    # Two-phase refunds (issue 11): a refund still `pending` this long after it was recorded
+    # (its provider call never answered, or its answer was lost) is settled by the periodic
+    # job `settle_pending_refunds`, which asks the provider under the refund's own key.
+    REFUND_SETTLE_AFTER_SECONDS: int = Field(default=300, ge=1)
 
     AMAZON_PROVIDER: Literal["local", "sp-api"] = "local"
     SPAPI_CLIENT_ID: str | None = None

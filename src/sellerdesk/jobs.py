@@ -82,6 +82,15 @@ async def reconcile_payments(rt: Runtime) -> int:
     )
 
 
+async def settle_pending_refunds(rt: Runtime) -> int:
+    """Settle refunds left pending by a crash or a lost answer, asking the provider."""
+    return await payments_service.settle_pending_refunds(
+        rt.sessionmaker,
+        rt.payments,
+        older_than=timedelta(seconds=rt.settings.REFUND_SETTLE_AFTER_SECONDS),
+    )
+
+
 async def purge_expired(rt: Runtime) -> int:
     """Idempotency keys past 24 h, repeat-window markers past the window, old done events,
     expired dashboard sessions."""
@@ -123,6 +132,7 @@ SCHEDULE: tuple[PeriodicJob, ...] = (
     PeriodicJob("sweep_outbox", sweep_outbox, 30),
     PeriodicJob("expire_unpaid_orders", expire_unpaid_orders, 60),
     PeriodicJob("reconcile_payments", reconcile_payments, 120),
+    PeriodicJob("settle_pending_refunds", settle_pending_refunds, 60),
     PeriodicJob("sweep_unsettled_charges", sweep_unsettled_charges, 60),
     PeriodicJob("purge_expired", purge_expired, 3600),
 )

@@ -442,6 +442,14 @@ class PurchaseRepository:
         await self.session.flush()
         return purchase
 
+    async def by_key(self, user_id: int, key_hash: str) -> CreditPurchase | None:
+        """The purchase a user started under an Idempotency-Key (its sha256)."""
+        return await self.session.scalar(
+            select(CreditPurchase).where(
+                CreditPurchase.user_id == user_id, CreditPurchase.idempotency_key == key_hash
+            )
+        )
+
     async def by_payment(self, payment_id: int) -> CreditPurchase | None:
         return await self.session.scalar(
             select(CreditPurchase).where(CreditPurchase.payment_id == payment_id)

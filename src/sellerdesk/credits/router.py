@@ -32,7 +32,7 @@ from sellerdesk.credits.schemas import (
 )
 from sellerdesk.db import SessionDep
 from sellerdesk.kit.dates import DayRangeDep
-from sellerdesk.kit.idempotency import idempotent
+from sellerdesk.kit.idempotency import client_key, idempotent
 from sellerdesk.kit.openapi import errors
 from sellerdesk.kit.pagination import Page, PageDep
 from sellerdesk.kit.types import IdPath
@@ -116,11 +116,11 @@ async def list_pricing(session: SessionDep) -> list[PricePublic]:
 )
 @idempotent
 async def purchase_credits(
-    body: PurchaseCreate, session: SessionDep, user: CurrentUser
+    body: PurchaseCreate, session: SessionDep, user: CurrentUser, request: Request
 ) -> PurchaseStarted:
     """Start buying a pack: the payment intent to confirm; credits land once it succeeds."""
     purchase, payment = await purchases.start_purchase(
-        session, user_id=user.id, pack_id=body.pack_id
+        session, user_id=user.id, pack_id=body.pack_id, idempotency_key=client_key(request)
     )
     return PurchaseStarted(
         purchase_id=purchase.id,

@@ -3,6 +3,7 @@ CSV import) and the low-stock list with adjustments, all through the domains' se
 
 from __future__ import annotations
 
+import secrets
 from typing import Annotated, Any, get_args
 
 from fastapi import APIRouter, Query, Request, Response
@@ -77,6 +78,8 @@ async def _order_page(
         viewer=viewer,
         title=f"Order #{order.id}",
         order=order,
+        # One key per rendered refund form: a double submit refunds once (as an Idempotency-Key).
+        refund_key=secrets.token_urlsafe(16),
         error=error,
         status_code=status_code,
     )
@@ -137,7 +140,10 @@ async def refund_order(
         return await _order_page(
             request, session, viewer, order_id, error=first_error(exc), status_code=422
         )
-    await orders_service.refund(session, order_id, body.amount)
+    key = str(form.get("refund_key") or "") or None
+    await orders_service.refund(
+        session, viewer.user, order_id, body.amount, idempotency_key=key and key[:100]
+    )
     return redirect(f"/dashboard/admin/orders/{order_id}", done="refunded")
 
 

@@ -10,7 +10,8 @@ Usage, one line per route (below the router decorator)::
 The caller is found among the route's parameters: a `User`, or an object with `user_id` or
 `.user.id` (e.g. a `Payer`); name it with `@idempotent(user_param="payer")` when it is not the
 first such parameter. The route receives nothing new; the decorator adds the documented
-`Idempotency-Key` header, the request, its `Response` and the request session to the signature.
+`Idempotency-Key` header, the request (unless the route takes it itself), its `Response` and the
+request session to the signature.
 
 Semantics (per user and key, for 24 h):
 - no header: the route runs every time;
@@ -38,6 +39,13 @@ in the ledger (unique per account) and records the charge's outcome in the trans
 stores the response, so one key is charged at most once while it lives, also when a retry takes
 the key over from an attempt that outlived the lease (the retry carries on with that attempt's
 charge). A replay answers `X-Credits-Charged: 0`: the replay itself charged nothing.
+
+Routes that call a payment provider (checkout's intent, credit purchases, refunds) commit a
+record of what they are about to do before the call (`payments.service`), so a failed or cut-off
+attempt leaves it behind although the claim is released or abandoned: the retry under the same
+key finds it (the order's payment, the purchase kept for the key, the refund kept for the key)
+and carries on with it, under the same provider idempotency key, instead of starting again.
+The provider's answer and the stored response still commit together.
 
 Only one connection per request: the request session's transaction (opened by the auth lookup)
 is committed before the claim, the claim is its own committed transaction, and the work starts
@@ -326,6 +334,9 @@ def _wrap(endpoint: Endpoint, *, user_param: str | None) -> Endpoint:
         )
     if user_param is None or user_param not in signature.parameters:
         raise TypeError(f"@idempotent: {endpoint.__name__} has no caller parameter")
+    # FastAPI hands the request to one parameter only: the route's own, if it has one.
+    own_request = next((p.name for p in params if _base_type(p.annotation) is Request), None)
+    request_param = own_request or "_idempotency_request"
     extra = [
         inspect.Parameter(
             "_idempotency_key",
@@ -342,13 +353,14 @@ def _wrap(endpoint: Endpoint, *, user_param: str | None) -> Endpoint:
             ],
         ),
         inspect.Parameter(
-            "_idempotency_request", inspect.Parameter.KEYWORD_ONLY, annotation=Request
-        ),
-        inspect.Parameter(
             "_idempotency_response", inspect.Parameter.KEYWORD_ONLY, annotation=Response
         ),
         inspect.Parameter("_idempotency_db", inspect.Parameter.KEYWORD_ONLY, annotation=SessionDep),
     ]
+    if own_request is None:
+        extra.append(
+            inspect.Parameter(request_param, inspect.Parameter.KEYWORD_ONLY, annotation=Request)
+        )
     # Keyword-only throughout: FastAPI passes every value by name, and defaults may then mix.
     new_signature = signature.replace(
         parameters=[p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in params] + extra,
@@ -359,7 +371,7 @@ def _wrap(endpoint: Endpoint, *, user_param: str | None) -> Endpoint:
     @functools.wraps(endpoint)
     async def wrapper(**kwargs: Any) -> Any:
         key: str | None = kwargs.pop("_idempotency_key")
-        request: Request = kwargs.pop("_idempotency_request")
+        request: Request = kwargs[request_param] if own_request else kwargs.pop(request_param)
         sub_response: Response = kwargs.pop("_idempotency_response")
         session: AsyncSession = kwargs.pop("_idempotency_db")
         if key is None:

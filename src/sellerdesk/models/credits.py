@@ -191,6 +191,11 @@ class CreditPurchase(IdMixin, TimestampMixin, Base):
     """A pack bought with a payment; credits land once, when the payment succeeds."""
 
     __tablename__ = "credit_purchase"
+    __table_args__ = (
+        UniqueConstraint(
+            "user_id", "idempotency_key", name="uq_credit_purchase_user_id_idempotency_key"
+        ),
+    )
 
     user_id: Mapped[int] = mapped_column(
         BigId, ForeignKey("user.id", ondelete="RESTRICT"), index=True, nullable=False
@@ -208,6 +213,8 @@ class CreditPurchase(IdMixin, TimestampMixin, Base):
     )
     # pending → completed (credited) → refunded; pending → failed → completed; pending → refunded
     status: Mapped[str] = mapped_column(String(20), nullable=False, default="pending")
+    # sha256 of the Idempotency-Key it was started under: a retry of that request resumes it.
+    idempotency_key: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class CreditAlert(Base):

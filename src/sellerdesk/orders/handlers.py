@@ -46,15 +46,13 @@ async def cancel_payment_of_unpaid_order(ctx: OutboxContext, event: Event) -> No
 
 
 async def refund_payment_after_cancel(ctx: OutboxContext, event: Event) -> None:
-    """A payment that succeeded after its order was cancelled goes back in full, once: the
-    provider key is deterministic, and a repeat finds nothing left to refund."""
+    """A payment that succeeded after its order was cancelled goes back in full, once: a repeat
+    carries on with the refund the first run recorded (same provider key), or finds nothing
+    left to refund."""
     payment_id = await _payment_id(ctx, event.payload["purpose"])
     if payment_id is not None:
         await payments_service.refund_rest_once(
-            ctx,
-            payment_id,
-            idempotency_key=f"payment:{payment_id}:refund_after_cancel",
-            reason="paid_after_cancel",
+            ctx, payment_id, request_key="refund_after_cancel", reason="paid_after_cancel"
         )
 
 

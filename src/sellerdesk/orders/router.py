@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
 from sellerdesk.auth.dependencies import AdminUser, CurrentUser
@@ -13,7 +13,7 @@ from sellerdesk.db import SessionDep
 from sellerdesk.errors import error_body
 from sellerdesk.kit import metrics
 from sellerdesk.kit.cache import CacheDep
-from sellerdesk.kit.idempotency import idempotent
+from sellerdesk.kit.idempotency import client_key, idempotent
 from sellerdesk.kit.openapi import errors
 from sellerdesk.kit.pagination import Page, PageDep
 from sellerdesk.kit.types import IdPath
@@ -150,9 +150,13 @@ async def confirm_payment(order_id: IdPath, session: SessionDep, user: CurrentUs
     operation_id="refund_payment",
 )
 @idempotent
-async def refund(body: RefundCreate, session: SessionDep, admin: AdminUser) -> RefundPublic:
+async def refund(
+    body: RefundCreate, session: SessionDep, admin: AdminUser, request: Request
+) -> RefundPublic:
     """Refund an order's payment in full or in part (never more than was captured)."""
-    result = await service.refund(session, body.order_id, body.amount)
+    result = await service.refund(
+        session, admin, body.order_id, body.amount, idempotency_key=client_key(request)
+    )
     return RefundPublic(
         id=result.refund.id,
         order_id=result.order.id,

@@ -172,7 +172,8 @@ async def _cancel_pending(
 
 
 async def cancel(session: AsyncSession, cache: Cache, actor: User, order_id: int) -> Order:
-    """Cancel for the owner or an admin: pending → stock back; paid → full refund + stock back."""
+    """Cancel for the owner or an admin: pending → stock back; paid → full refund + stock back
+    (the refund commits its pending record before the provider is called)."""
     order = await get_visible(session, actor, order_id)
     if order.status == "pending" and await _cancel_pending(
         session, cache, order.id, reason="cancel", user_id=actor.id
@@ -184,8 +185,11 @@ async def cancel(session: AsyncSession, cache: Cache, actor: User, order_id: int
         if payment is None or payment.status != "succeeded":
             raise Conflict("This order has no captured payment to refund.")
         # The refund is announced with this reason; `apply_refund` then cancels the order
-        # (stock back) instead of marking it refunded, in this same transaction.
-        await payments_service.refund(session, payment, None, reason=CANCEL_REFUND)
+        # (stock back) instead of marking it refunded, in the transaction that settles it.
+        # One cancel refund per payment: a retry (after a lost answer) carries on with it.
+        await payments_service.refund(
+            session, payment, None, reason=CANCEL_REFUND, request_key=CANCEL_REFUND
+        )
         await inventory.invalidate_catalog(session, cache)
         return await _reload(session, order.id)
     if order.status in state.FINAL:
@@ -275,13 +279,26 @@ class RefundOutcome:
     order: Order
 
 
-async def refund(session: AsyncSession, order_id: int, amount: Decimal | None) -> RefundOutcome:
-    """Admin refund of an order's payment, full (`amount` None) or partial; 409 over the rest."""
+async def refund(
+    session: AsyncSession,
+    admin: User,
+    order_id: int,
+    amount: Decimal | None,
+    *,
+    idempotency_key: str | None = None,
+) -> RefundOutcome:
+    """Admin refund of an order's payment, full (`amount` None) or partial; 409 over the rest.
+    Under an Idempotency-Key, a retry carries on with the refund its first attempt recorded."""
     await get_order(session, order_id, None)
     payment = await payments_service.get_by_purpose(session, purpose_of(order_id))
     if payment is None:
         raise Conflict("This order has no payment to refund.")
-    row, payment = await payments_service.refund(session, payment, amount, reason="admin")
+    request_key = (
+        payments_service.request_key_for(admin.id, idempotency_key) if idempotency_key else None
+    )
+    row, payment = await payments_service.refund(
+        session, payment, amount, reason="admin", request_key=request_key
+    )
     return RefundOutcome(row, payment, await _reload(session, order_id))
 
 

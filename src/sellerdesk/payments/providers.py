@@ -2,7 +2,9 @@
 
 Every call that creates or moves money carries a deterministic idempotency key chosen by the
 service (`order:{id}:payment_intent`, `refund:{id}`), so a retried request or job never makes a
-second intent or refund. Amounts cross this boundary in minor units (cents).
+second intent or refund. A refund also carries its key in its metadata, so it can be found
+again (`find_refund`) after the provider has forgotten the key (Stripe keeps keys 24 h).
+Amounts cross this boundary in minor units (cents).
 """
 
 from __future__ import annotations
@@ -47,8 +49,10 @@ class ProviderFailed(AppError):
     code = "payment_error"
     message = "The payment provider failed; retry later."
 
-    def __init__(self, message: str | None = None, *, transient: bool = True) -> None:
-        super().__init__(message)
+    def __init__(
+        self, message: str | None = None, *, transient: bool = True, details: Any = None
+    ) -> None:
+        super().__init__(message, details=details)
         self.transient = transient
 
 
@@ -75,11 +79,22 @@ class IntentInfo:
     failure_message: str | None = None
 
 
+# The metadata field a refund carries its idempotency key in.
+REFUND_KEY_METADATA = "sellerdesk_refund_key"
+
+
 @dataclass(frozen=True, slots=True)
 class RefundInfo:
     id: str
     status: str
     amount: int
+
+    @property
+    def accepted(self) -> bool:
+        """The provider took the refund on: done (`succeeded`), or on its way to the customer
+        (`pending`, `requires_action`: Stripe's slower payment methods). Only `failed` and
+        `canceled` give the money back to the merchant."""
+        return self.status not in ("failed", "canceled")
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +121,13 @@ class PaymentProvider(Protocol):
         """Ask for the intent's state, confirming it when it only waits for confirmation."""
         ...
 
-    async def refund(self, ref: IntentRef, *, amount: int, idempotency_key: str) -> RefundInfo: ...
+    async def refund(self, ref: IntentRef, *, amount: int, idempotency_key: str) -> RefundInfo:
+        """Refund `amount` of the intent; the same key answers with the same refund."""
+        ...
+
+    async def find_refund(self, ref: IntentRef, *, idempotency_key: str) -> RefundInfo | None:
+        """The refund of the intent made with `idempotency_key`, or None when there is none."""
+        ...
 
     async def cancel_intent(self, ref: IntentRef) -> IntentInfo:
         """Cancel an intent nobody should pay any more; its state after (a payment that won the
@@ -146,6 +167,10 @@ class ManualProvider:
     async def refund(self, ref: IntentRef, *, amount: int, idempotency_key: str) -> RefundInfo:
         digest = hashlib.sha256(idempotency_key.encode()).hexdigest()[:24]
         return RefundInfo(id=f"re_manual_{digest}", status="succeeded", amount=amount)
+
+    async def find_refund(self, ref: IntentRef, *, idempotency_key: str) -> RefundInfo | None:
+        # No money moves and nothing is kept: making the refund again is the same refund.
+        return None
 
     async def cancel_intent(self, ref: IntentRef) -> IntentInfo:
         return IntentInfo(ref.intent_id, "canceled", ref.amount, ref.currency, ref.refunded)
@@ -260,15 +285,26 @@ class StripeProvider:
     async def refund(self, ref: IntentRef, *, amount: int, idempotency_key: str) -> RefundInfo:
         refund = await self._call(
             self._client.v1.refunds.create_async(
-                {"payment_intent": ref.intent_id, "amount": amount},
+                {
+                    "payment_intent": ref.intent_id,
+                    "amount": amount,
+                    "metadata": {REFUND_KEY_METADATA: idempotency_key},
+                },
                 {"idempotency_key": idempotency_key},
             )
         )
-        return RefundInfo(
-            id=str(refund["id"]),
-            status=str(refund.get("status") or "succeeded"),
-            amount=int(refund.get("amount") or amount),
+        return _refund_info(refund, amount)
+
+    async def find_refund(self, ref: IntentRef, *, idempotency_key: str) -> RefundInfo | None:
+        # The newest 100 refunds of the intent: more refunds than that of one payment do not
+        # happen in a shop (each needs an admin or a cancel).
+        listed = await self._call(
+            self._client.v1.refunds.list_async({"payment_intent": ref.intent_id, "limit": 100})
         )
+        for refund in listed.get("data") or []:
+            if (refund.get("metadata") or {}).get(REFUND_KEY_METADATA) == idempotency_key:
+                return _refund_info(refund, 0)
+        return None
 
     async def cancel_intent(self, ref: IntentRef) -> IntentInfo:
         try:
@@ -352,10 +388,25 @@ class StripeProvider:
                 request_id=exc.request_id,
             )
             status = exc.http_status
-            transient = status is None or status == 429 or status >= 500
+            # 409: another request with the same idempotency key is still running; an
+            # idempotency error means we cannot know what the key did. Neither is a refusal.
+            transient = (
+                status is None
+                or status in (409, 429)
+                or status >= 500
+                or isinstance(exc, stripe.IdempotencyError)
+            )
             raise ProviderFailed(transient=transient) from exc
         result: dict[str, Any] = obj.to_dict()
         return result
+
+
+def _refund_info(refund: dict[str, Any], amount: int) -> RefundInfo:
+    return RefundInfo(
+        id=str(refund["id"]),
+        status=str(refund.get("status") or "succeeded"),
+        amount=int(refund.get("amount") or amount),
+    )
 
 
 def create_provider(settings: Settings) -> PaymentProvider:

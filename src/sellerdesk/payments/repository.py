@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -78,66 +79,182 @@ async def move_status(
     return (await session.execute(stmt)).scalar_one_or_none() is not None
 
 
-async def raise_refunded_to(session: AsyncSession, payment_id: int, refunded: Decimal) -> bool:
-    """Set a captured payment's refunded total to what the provider reports, only upwards."""
+async def lock(session: AsyncSession, payment_id: int) -> Payment | None:
+    """The payment as it is now, its row locked until the transaction ends (PostgreSQL; SQLite
+    transactions hold the write lock anyway)."""
+    stmt = (
+        select(Payment)
+        .where(Payment.id == payment_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def add_to_refunded(session: AsyncSession, payment_id: int, amount: Decimal) -> None:
+    """Count `amount` as refunded (a provider's refund we did not make; the row is locked)."""
+    await session.execute(
+        update(Payment)
+        .execution_options(synchronize_session=False)
+        .where(Payment.id == payment_id)
+        .values(refunded_amount=func.round(Payment.refunded_amount + amount, 2))
+    )
+
+
+async def reserve_refund(session: AsyncSession, payment_id: int, amount: Decimal) -> bool:
+    """Reserve `amount` of a succeeded payment's refundable rest for a pending refund, atomically;
+    False when the payment has not succeeded or less than `amount` is left.
+
+    The row stays locked until the transaction ends, so two concurrent refunds are reserved one
+    after the other and together can never exceed the amount.
+    """
+    # round(…, 2): SQLite keeps NUMERIC as binary floats, where 0.1 + 0.2 > 0.3.
+    taken = func.round(Payment.refunded_amount + Payment.refund_reserved + amount, 2)
     stmt = (
         update(Payment)
         .execution_options(synchronize_session=False)
-        .where(
-            Payment.id == payment_id,
-            Payment.status == "succeeded",
-            Payment.refunded_amount < refunded,
-            Payment.amount >= refunded,
-        )
-        .values(refunded_amount=refunded)
+        .where(Payment.id == payment_id, Payment.status == "succeeded", taken <= Payment.amount)
+        .values(refund_reserved=func.round(Payment.refund_reserved + amount, 2))
         .returning(Payment.id)
     )
     return (await session.execute(stmt)).scalar_one_or_none() is not None
 
 
-async def reserve_refund(
-    session: AsyncSession, payment_id: int, amount: Decimal
-) -> tuple[Decimal, Decimal] | None:
-    """Take `amount` of a succeeded payment's refundable rest, atomically.
-
-    (refunded total after, captured amount), or None when the payment has not succeeded or the
-    rest is smaller than `amount`. The row stays locked until the transaction ends, so two
-    concurrent refunds are applied one after the other and can never exceed the amount.
-    """
-    # round(…, 2): SQLite keeps NUMERIC as binary floats, where 0.1 + 0.2 > 0.3.
-    new_total = func.round(Payment.refunded_amount + amount, 2)
-    stmt = (
-        update(Payment)
-        .execution_options(synchronize_session=False)
-        .where(Payment.id == payment_id, Payment.status == "succeeded", new_total <= Payment.amount)
-        .values(refunded_amount=new_total)
-        .returning(Payment.refunded_amount, Payment.amount)
-    )
-    row = (await session.execute(stmt)).one_or_none()
-    if row is None:
-        return None
-    return Decimal(str(row[0])).quantize(Decimal("0.01")), Decimal(str(row[1])).quantize(
-        Decimal("0.01")
-    )
-
-
-async def release_refund(session: AsyncSession, payment_id: int, amount: Decimal) -> None:
-    """Give back a reserved refund amount whose provider call failed."""
+async def confirm_reserved(session: AsyncSession, payment_id: int, amount: Decimal) -> None:
+    """A pending refund succeeded: its reserved amount becomes refunded."""
     await session.execute(
         update(Payment)
         .execution_options(synchronize_session=False)
         .where(Payment.id == payment_id)
-        .values(refunded_amount=func.round(Payment.refunded_amount - amount, 2))
+        .values(
+            refund_reserved=func.round(Payment.refund_reserved - amount, 2),
+            refunded_amount=func.round(Payment.refunded_amount + amount, 2),
+        )
     )
 
 
-async def add_refund(
-    session: AsyncSession, payment_id: int, amount: Decimal, status: str = "pending"
-) -> Refund:
-    refund = Refund(payment_id=payment_id, amount=amount, status=status)
-    session.add(refund)
+async def release_reserved(session: AsyncSession, payment_id: int, amount: Decimal) -> None:
+    """A pending refund failed: its reserved amount is refundable again."""
+    await session.execute(
+        update(Payment)
+        .execution_options(synchronize_session=False)
+        .where(Payment.id == payment_id)
+        .values(refund_reserved=func.round(Payment.refund_reserved - amount, 2))
+    )
+
+
+async def insert_refund(
+    session: AsyncSession,
+    payment_id: int,
+    amount: Decimal,
+    *,
+    reason: str | None,
+    request_key: str | None,
+) -> int | None:
+    """A pending refund's id; None when the same request already has a live refund of this
+    payment (on PostgreSQL a concurrent one is waited for)."""
+    insert: Any = insert_for(session, Refund)
+    stmt = (
+        insert.values(
+            payment_id=payment_id,
+            amount=amount,
+            status="pending",
+            reason=reason,
+            request_key=request_key,
+            created_at=utcnow(),
+        )
+        .on_conflict_do_nothing()
+        .returning(Refund.id)
+    )
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def set_provider_key(session: AsyncSession, refund_id: int, key: str) -> None:
+    await session.execute(
+        update(Refund)
+        .execution_options(synchronize_session=False)
+        .where(Refund.id == refund_id)
+        .values(provider_key=key)
+    )
+
+
+async def add_provider_refund(session: AsyncSession, payment_id: int, amount: Decimal) -> None:
+    """Record a refund the provider reports that we did not make (its dashboard)."""
+    now = utcnow()
+    session.add(
+        Refund(
+            payment_id=payment_id,
+            amount=amount,
+            status="succeeded",
+            reason="provider",
+            created_at=now,
+            settled_at=now,
+        )
+    )
     await session.flush()
-    return refund
+
+
+async def get_refund(session: AsyncSession, refund_id: int) -> Refund | None:
+    stmt = select(Refund).where(Refund.id == refund_id).execution_options(populate_existing=True)
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def refund_for_request(
+    session: AsyncSession, payment_id: int, request_key: str
+) -> Refund | None:
+    """The live (pending or succeeded) refund a request made of a payment."""
+    stmt = (
+        select(Refund)
+        .where(
+            Refund.payment_id == payment_id,
+            Refund.request_key == request_key,
+            Refund.status != "failed",
+        )
+        .execution_options(populate_existing=True)
+    )
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+@dataclass(frozen=True, slots=True)
+class Settled:
+    payment_id: int
+    amount: Decimal
+    reason: str | None
+
+
+async def settle_refund(
+    session: AsyncSession, refund_id: int, status: str, provider_refund_id: str | None
+) -> Settled | None:
+    """Move a pending refund to `status`; what it was, or None when it was no longer pending
+    (settled by someone else: one conditional UPDATE, so it is settled once)."""
+    stmt = (
+        update(Refund)
+        .execution_options(synchronize_session=False)
+        .where(Refund.id == refund_id, Refund.status == "pending")
+        .values(status=status, provider_refund_id=provider_refund_id, settled_at=utcnow())
+        .returning(Refund.payment_id, Refund.amount, Refund.reason)
+    )
+    row = (await session.execute(stmt)).one_or_none()
+    if row is None:
+        return None
+    return Settled(row[0], Decimal(str(row[1])).quantize(Decimal("0.01")), row[2])
+
+
+async def stale_pending_refunds(
+    session: AsyncSession, before: datetime, limit: int
+) -> list[Refund]:
+    stmt = (
+        select(Refund)
+        .where(Refund.status == "pending", Refund.created_at < before)
+        .order_by(Refund.created_at)
+        .limit(limit)
+    )
+    return list((await session.execute(stmt)).scalars())
+
+
+async def event_recorded(session: AsyncSession, event_id: str) -> bool:
+    stmt = select(WebhookEvent.id).where(WebhookEvent.id == event_id)
+    return (await session.execute(stmt)).scalar_one_or_none() is not None
 
 
 async def record_event(session: AsyncSession, event_id: str, event_type: str) -> bool:
@@ -172,8 +289,8 @@ async def recent_events(session: AsyncSession, limit: int) -> list[WebhookEvent]
     return list(rows)
 
 
-# Refunds that gave money back (or are on their way); a failed or canceled one gave nothing.
-_REFUND_COUNTED = ("pending", "succeeded", "requires_action")
+# Refunds that gave money back; a pending one has not yet, a failed one never will.
+_REFUND_COUNTED = ("succeeded",)
 
 
 def _money(value: Any) -> Decimal:
