@@ -159,7 +159,8 @@ async def run_periodic(rt: Runtime, job: PeriodicJob, *, owner: str, respect_int
         async with asyncio.timeout(rt.settings.JOB_TIME_LIMIT_SECONDS):
             result = await job.run(rt)
         status, error = "ok", None
-        log.info("job_ran", job=job.name, result=result)
+        # A run that found nothing to do is routine: it stays out of an INFO log.
+        (log.info if result else log.debug)("job_ran", job=job.name, result=result)
     except Exception as exc:
         status, error = "failed", f"{type(exc).__name__}: {exc}"[:ERROR_TEXT_LIMIT]
         log.exception("job_failed", job=job.name)
