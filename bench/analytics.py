@@ -170,6 +170,7 @@ async def fill(conn: AsyncConnection) -> None:
                             "amount": total,
                             "status": "succeeded",
                             "created_at": later,
+                            "settled_at": later,
                         }
                     )
     await bulk(conn, Order, orders)
