@@ -15,6 +15,9 @@ from sqlalchemy import func, select, update
 from sellerdesk.models import BrowserSession, User
 from tests.factories import PASSWORD, Account, register, register_admin
 from tests.orders_factories import ADDRESS
+from tests.stripe_fixtures import localstripe
+
+__all__ = ["localstripe"]  # the session fixture, imported for pytest
 
 LOGIN = "/dashboard/login"
 TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -478,6 +481,69 @@ async def test_a_completed_checkout_session_credits_the_purchase_it_was_opened_f
             stored = await session.get(Payment, payment.id)
             assert stored is not None
             assert (stored.intent_id, stored.status) == ("pi_from_checkout", "succeeded")
+
+
+async def test_buying_credits_with_stripe_goes_to_hosted_checkout_and_lands_once_paid(
+    make_app: Any, localstripe: str
+) -> None:
+    """The buy button opens a Checkout Session for exactly the pack (price, currency, our
+    purpose as `client_reference_id`) and sends the buyer to its page; the credits land when
+    Stripe reports the session paid, once, and not before."""
+    import stripe
+
+    from tests.stripe_fixtures import event, signed, stripe_client, stripe_settings
+
+    settings = stripe_settings(localstripe)
+    app = await make_app(**settings)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://test"
+    ) as client:
+        buyer = await register(client)
+        csrf = await sign_in(client, buyer)
+        pack = (await client.get("/api/v1/credits/packs")).json()[0]
+
+        answer = await client.post(
+            "/dashboard/credits/buy", data={"pack_id": str(pack["id"]), "csrf_token": csrf}
+        )
+
+        assert answer.status_code == 303, answer.text
+        page = answer.headers["location"]
+        assert page.startswith("https://checkout.stripe.com/c/pay/cs_test_")
+        stripe_auth = {"Authorization": f"Bearer {settings['STRIPE_SECRET_KEY']}"}
+        async with httpx.AsyncClient(base_url=localstripe, headers=stripe_auth) as api:
+            opened = (await api.get(f"/v1/checkout/sessions/{page.rsplit('/', 1)[1]}")).json()
+        purpose = opened["client_reference_id"]
+        assert purpose.startswith("credit_purchase:")
+        assert (opened["amount_total"], opened["currency"], opened["mode"]) == (
+            int(Decimal(pack["price"]) * 100),
+            pack["currency"],
+            "payment",
+        )
+        assert opened["success_url"] == "http://test/dashboard/credits?done=purchased"
+        balance = "/api/v1/credits"
+        assert (await client.get(balance, headers=buyer.headers)).json()["balance"] == 0
+
+        # The buyer pays on Stripe's page: Checkout makes and confirms its own intent.
+        http = stripe.HTTPXClient()
+        sdk = stripe_client(localstripe, http)
+        intent = await sdk.v1.payment_intents.create_async(
+            {"amount": opened["amount_total"], "currency": opened["currency"]}
+        )
+        await sdk.v1.payment_intents.update_async(intent.id, {"payment_method": "pm_card_visa"})
+        await sdk.v1.payment_intents.confirm_async(intent.id)
+        await http.close_async()  # type: ignore[no-untyped-call]
+        completed = {**opened, "payment_intent": intent.id, "payment_status": "paid"}
+        for _ in range(2):  # Stripe delivers at least once
+            payload, headers = signed(event("checkout.session.completed", completed))
+            delivered = await client.post(
+                "/api/v1/payments/webhook", content=payload, headers=headers
+            )
+            assert delivered.status_code == 200, delivered.text
+
+        after = (await client.get(balance, headers=buyer.headers)).json()["balance"]
+        assert after == pack["credits"]
+        credits_page = await client.get("/dashboard/credits")
+        assert f">{pack['credits']}<" in credits_page.text
 
 
 async def test_with_stripe_the_pages_allow_posting_to_stripe_checkout_only(
