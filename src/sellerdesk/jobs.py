@@ -22,7 +22,7 @@ import structlog
 from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from sellerdesk import notifications, outbox
+from sellerdesk import admin_stats, notifications, outbox
 from sellerdesk.auth import sessions as browser_sessions
 from sellerdesk.config import Settings
 from sellerdesk.credits import handlers as credits_handlers
@@ -49,6 +49,7 @@ def register_event_handlers() -> None:
     orders_handlers.register()
     credits_handlers.register()
     notifications.register()
+    admin_stats.register()
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +113,11 @@ async def sweep_outbox(rt: Runtime) -> int:
     return len(ids)
 
 
+async def roll_up_stats(rt: Runtime) -> int:
+    """Roll up the admin stats of days that have closed (a year reads as a row a day)."""
+    return await admin_stats.roll_up_stats(rt.sessionmaker, rt.settings.CURRENCY)
+
+
 async def sweep_unsettled_charges(rt: Runtime) -> int:
     """Refund paid calls' charges left without an outcome (a cancelled or crashed call)."""
     return await credits_service.sweep_unsettled_charges(rt.sessionmaker, rt.settings)
@@ -135,6 +141,7 @@ SCHEDULE: tuple[PeriodicJob, ...] = (
     PeriodicJob("settle_pending_refunds", settle_pending_refunds, 60),
     PeriodicJob("sweep_unsettled_charges", sweep_unsettled_charges, 60),
     PeriodicJob("purge_expired", purge_expired, 3600),
+    PeriodicJob("roll_up_stats", roll_up_stats, 900),
 )
 JOBS = {job.name: job for job in SCHEDULE}
 

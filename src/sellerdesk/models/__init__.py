@@ -24,6 +24,7 @@ from sellerdesk.models.order import (
 )
 from sellerdesk.models.outbox import DomainEvent, EventHandled, JobRun
 from sellerdesk.models.payment import Payment, Refund, WebhookEvent
+from sellerdesk.models.stats import RolledDay, RolledDaySales, StaleDay
 from sellerdesk.models.user import BrowserSession, RefreshToken, User
 
 __all__ = [
@@ -52,6 +53,9 @@ __all__ = [
     "Product",
     "RefreshToken",
     "Refund",
+    "RolledDay",
+    "RolledDaySales",
+    "StaleDay",
     "StockMovement",
     "User",
     "WebhookEvent",

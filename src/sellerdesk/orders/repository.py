@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -21,10 +21,15 @@ from sellerdesk.models.base import utcnow
 SOLD = ("paid", "shipped", "delivered")
 
 
+CENT = Decimal("0.01")
+
+
 @dataclass(frozen=True, slots=True)
-class ProductSales:
+class DaySales:
+    """What one product sold on one UTC day (sold orders only)."""
+
+    day: date
     product_id: int
-    name: str
     units: int
     revenue: Decimal
 
@@ -141,8 +146,9 @@ class OrderRepository:
         )
         return {as_date(d): int(n) for d, n in rows}
 
-    async def top_products(self, days: DayRange, limit: int) -> list[ProductSales]:
-        """The products with the most revenue in sold orders placed in the range."""
+    async def sales_per_day(self, days: DayRange) -> list[DaySales]:
+        """Units and revenue per UTC day and product in the sold orders placed in the range."""
+        day = utc_day(Order.created_at)
         sold = (
             select(Order.id)
             .where(
@@ -159,25 +165,43 @@ class OrderRepository:
             if self.session.get_bind().dialect.name == "postgresql"
             else OrderItem.order_id.in_(sold)
         )
-        revenue = func.sum(OrderItem.line_total)
-        best = (
-            select(
-                OrderItem.product_id,
-                func.sum(OrderItem.quantity).label("units"),
-                revenue.label("revenue"),
-            )
-            .where(in_sold)
-            .group_by(OrderItem.product_id)
-            .order_by(revenue.desc(), OrderItem.product_id)
-            .limit(limit)
-            .subquery()
-        )
         rows = await self.session.execute(
-            select(best.c.product_id, Product.name, best.c.units, best.c.revenue)
-            .join(Product, Product.id == best.c.product_id)
-            .order_by(best.c.revenue.desc(), best.c.product_id)
+            select(
+                day,
+                OrderItem.product_id,
+                func.sum(OrderItem.quantity),
+                func.sum(OrderItem.line_total),
+            )
+            .join(Order, Order.id == OrderItem.order_id)
+            .where(in_sold)
+            .group_by(day, OrderItem.product_id)
         )
         return [
-            ProductSales(int(pid), name, int(units), Decimal(str(total)).quantize(Decimal("0.01")))
-            for pid, name, units, total in rows
+            DaySales(as_date(d), int(pid), int(units), Decimal(str(total)).quantize(CENT))
+            for d, pid, units, total in rows
         ]
+
+    async def days_with_pending(self, days: DayRange) -> set[date]:
+        """The days of the range on which an order placed is still pending (unpaid)."""
+        day = utc_day(Order.created_at)
+        rows = await self.session.scalars(
+            select(day)
+            .where(
+                Order.status == "pending",
+                Order.created_at >= days.start,
+                Order.created_at < days.end,
+            )
+            .distinct()
+        )
+        return {as_date(d) for d in rows}
+
+    async def placed_on(self, order_id: int) -> date | None:
+        """The UTC day an order was placed."""
+        placed = await self.session.scalar(select(Order.created_at).where(Order.id == order_id))
+        return None if placed is None else placed.astimezone(UTC).date()
+
+    async def product_names(self, product_ids: Iterable[int]) -> dict[int, str]:
+        rows = await self.session.execute(
+            select(Product.id, Product.name).where(Product.id.in_(tuple(product_ids)))
+        )
+        return {int(pid): name for pid, name in rows}

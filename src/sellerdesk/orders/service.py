@@ -9,6 +9,7 @@ move is announced in turn (`order_paid`, `order_cancelled`, `order_shipped`, ...
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
@@ -29,7 +30,7 @@ from sellerdesk.kit.pagination import PageParams
 from sellerdesk.models import Order, OrderItem, Payment, Refund, User
 from sellerdesk.models.base import utcnow
 from sellerdesk.orders import state
-from sellerdesk.orders.repository import OrderRepository, ProductSales
+from sellerdesk.orders.repository import DaySales, OrderRepository
 from sellerdesk.orders.schemas import CheckoutIn
 from sellerdesk.payments import service as payments_service
 from sellerdesk.payments.service import PaymentNotCompleted
@@ -123,12 +124,25 @@ async def placed_per_day(session: AsyncSession, days: DayRange) -> dict[date, in
     return await OrderRepository(session).placed_per_day(days)
 
 
-async def top_products(
-    session: AsyncSession, days: DayRange, limit: int = 10
-) -> list[ProductSales]:
-    """Best-selling products by revenue in paid, shipped or delivered orders placed in the range
-    (cancelled and fully refunded orders sold nothing)."""
-    return await OrderRepository(session).top_products(days, limit)
+async def sales_per_day(session: AsyncSession, days: DayRange) -> list[DaySales]:
+    """Units and revenue per UTC day and product in the paid, shipped or delivered orders placed
+    in the range (cancelled and fully refunded orders sold nothing)."""
+    return await OrderRepository(session).sales_per_day(days)
+
+
+async def days_with_pending_orders(session: AsyncSession, days: DayRange) -> set[date]:
+    """Days of the range whose orders are not all settled yet (one is still pending)."""
+    return await OrderRepository(session).days_with_pending(days)
+
+
+async def placed_on(session: AsyncSession, order_id: int) -> date | None:
+    """The UTC day an order was placed (None for no such order)."""
+    return await OrderRepository(session).placed_on(order_id)
+
+
+async def product_names(session: AsyncSession, product_ids: Iterable[int]) -> dict[int, str]:
+    """Names of the products sold in orders, by id (products since deleted left out)."""
+    return await OrderRepository(session).product_names(product_ids)
 
 
 # --------------------------------------------------------------------------- moves

@@ -332,3 +332,18 @@ async def refunded_per_day(
         .group_by(day)
     )
     return {as_date(d): _money(total) for d, total in rows}
+
+
+async def days_with_pending_refunds(session: AsyncSession, days: DayRange) -> set[date]:
+    """Days of the range with a refund still in flight (its money not yet counted or dropped)."""
+    day = utc_day(Refund.created_at)
+    rows = await session.scalars(
+        select(day)
+        .where(
+            Refund.status == "pending",
+            Refund.created_at >= days.start,
+            Refund.created_at < days.end,
+        )
+        .distinct()
+    )
+    return {as_date(d) for d in rows}

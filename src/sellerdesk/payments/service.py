@@ -295,6 +295,11 @@ async def money_per_day(
     }
 
 
+async def days_with_pending_refunds(session: AsyncSession, days: DayRange) -> set[date]:
+    """Days of the range whose refunds are not all settled yet."""
+    return await repo.days_with_pending_refunds(session, days)
+
+
 async def recent_webhook_events(session: AsyncSession, limit: int = 50) -> list[WebhookEvent]:
     """The provider events received last, newest first."""
     return await repo.recent_events(session, limit)
