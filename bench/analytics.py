@@ -27,6 +27,7 @@ import httpx
 from sqlalchemy import insert, text
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
+from sellerdesk import admin_stats
 from sellerdesk.auth import sessions
 from sellerdesk.auth.tokens import create_access_token
 from sellerdesk.config import Settings
@@ -130,13 +131,18 @@ async def fill(conn: AsyncConnection) -> None:
                     }
                 )
             paid = rng.random() < 0.85
-            status = rng.choice(["paid", "shipped", "delivered"]) if paid else "pending"
+            # Unpaid orders of past days have expired (the expiry job cancels them).
+            expired = placed.date() < today.date()
+            unpaid = ("cancelled", "failed") if expired else ("pending", "pending")
+            status, paid_status = (
+                (rng.choice(["paid", "shipped", "delivered"]), "succeeded") if paid else unpaid
+            )
             orders.append(
                 {
                     "id": order_id,
                     "user_id": rng.randrange(3, 503),
                     "status": status,
-                    "payment_status": "succeeded" if paid else "pending",
+                    "payment_status": paid_status,
                     "total_amount": total,
                     "currency": "usd",
                     "shipping_address": ADDRESS,
@@ -356,6 +362,14 @@ async def main(sqlite: bool, runs: int) -> None:
             backend = "SQLite" if sqlite else "PostgreSQL"
             print(f"\n{backend}, {runs} runs each, in-process (ms):")
             print(f"{'route':52} {'p50':>8} {'p99':>8}")
+            # Every day live, as before the `roll_up_stats` job has run ...
+            p50, p99 = await timed(client, "/api/v1/admin/stats", 10, headers=admin, params=year)
+            print(f"{'GET /api/v1/admin/stats (365 days, all live)':52} {p50:8.2f} {p99:8.2f}")
+            # ... then the job once (a year at once, as on its first run), the rest as served.
+            started = time.perf_counter()
+            rolled = await admin_stats.roll_up_stats(app.state.sessionmaker, settings.CURRENCY)
+            took = (time.perf_counter() - started) * 1000
+            print(f"{f'roll_up_stats: {rolled} days rolled up (once)':52} {took:8.2f}")
             for name, path, kwargs in cases:
                 client.cookies.clear()
                 p50, p99 = await timed(client, path, runs, **kwargs)
