@@ -71,6 +71,9 @@ async def _reachable() -> str | None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "postgres_only: needs PostgreSQL row locking")
     config.addinivalue_line("markers", "celery: runs a real Celery worker (slow; -m 'not celery')")
+    config.addinivalue_line(
+        "markers", "reliability: faults, mixed load and invariants (`make test-reliability`)"
+    )
     if BACKEND != "postgres":
         return
     problem = asyncio.run(_reachable())

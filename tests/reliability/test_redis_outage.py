@@ -1,0 +1,129 @@
+"""Redis stopped in the middle of a run, then back (a private redis-server, never the shared one).
+
+While it is down: catalog reads keep working (cache misses), paid calls keep working (their
+limits fail open to a per-process cap), login answers 503 `service_unavailable` (its throttle
+fails closed), and nothing answers 500. Once it is back, every route behaves normally within
+seconds, in the same process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+
+import httpx
+import pytest
+
+from tests.reliability.harness import PASSWORD, Figures, Stack, Tally, client, run_mix, until
+
+pytestmark = pytest.mark.reliability
+
+PHASE_SECONDS = 4.0
+CONCURRENCY = 6
+
+
+async def test_redis_stopped_mid_run_then_back(figures: Figures) -> None:
+    rng = random.Random(15_001)
+    async with Stack.open("redis", CREDITS_REPEAT_WINDOW="0") as stack:
+        assert stack.redis is not None
+        server = await stack.serve()
+        async with client(server) as http:
+            await stack.login_admin(http)
+            _, email, payer = await stack.user(http, credits=100_000, label="redis")
+            page = (await http.get("/api/v1/products", params={"page_size": 50})).json()
+            products = [item["id"] for item in page["items"]]
+            asins = [item["asin"] for item in page["items"] if item.get("asin")]
+            assert products and asins
+
+            def operations() -> dict[str, tuple[int, object]]:
+                async def browse(t: Tally) -> None:
+                    params = {"page": rng.randint(1, 5), "page_size": 20}
+                    await t.call("browse", http.get("/api/v1/products", params=params))
+
+                async def product(t: Tally) -> None:
+                    await t.call("product", http.get(f"/api/v1/products/{rng.choice(products)}"))
+
+                async def paid(t: Tally) -> None:
+                    body = {"asin": rng.choice(asins)}
+                    await t.call(
+                        "paid", http.post("/api/v1/product/asin", json=body, headers=payer)
+                    )
+
+                async def me(t: Tally) -> None:
+                    await t.call("me", http.get("/api/v1/users/me", headers=payer))
+
+                async def signin(t: Tally) -> None:
+                    body = {"email": email, "password": PASSWORD}
+                    await t.call("login", http.post("/api/v1/auth/login", json=body))
+
+                return {
+                    "browse": (3, browse),
+                    "product": (3, product),
+                    "paid": (3, paid),
+                    "me": (1, me),
+                    "login": (1, signin),
+                }
+
+            phases: dict[str, Tally] = {"before": Tally(), "down": Tally(), "after": Tally()}
+            mix = operations()
+            await run_mix(
+                phases["before"], mix, seconds=PHASE_SECONDS, concurrency=CONCURRENCY, rng=rng
+            )
+
+            await asyncio.to_thread(stack.redis.stop)
+            await run_mix(
+                phases["down"], mix, seconds=PHASE_SECONDS, concurrency=CONCURRENCY, rng=rng
+            )
+            ready_down = (await http.get("/health/ready")).status_code
+
+            await asyncio.to_thread(stack.redis.start)
+            back = time.monotonic()
+            recovery = await _recovery(http, email, payer, products[0], asins[0])
+            total_recovery = time.monotonic() - back
+            await run_mix(
+                phases["after"], mix, seconds=PHASE_SECONDS, concurrency=CONCURRENCY, rng=rng
+            )
+
+        for name, tally in phases.items():
+            figures.tally(f"{name} ({PHASE_SECONDS:.0f} s, {CONCURRENCY} loops):", tally)
+        figures.add(f"/health/ready while Redis was down: {ready_down}")
+        figures.add(
+            "recovery after Redis came back: "
+            + ", ".join(f"{what} {seconds:.2f} s" for what, seconds in recovery.items())
+            + f" (all: {total_recovery:.2f} s)"
+        )
+
+        for name, tally in phases.items():
+            for op in ("browse", "product", "paid", "me", "login"):
+                expected = {"503"} if (name, op) == ("down", "login") else {"200"}
+                assert set(tally.statuses(op)) == expected, (name, op, tally.server_errors)
+        assert total_recovery < 10
+
+
+async def _recovery(
+    http: httpx.AsyncClient, email: str, payer: dict[str, str], product: int, asin: str
+) -> dict[str, float]:
+    """Seconds until each Redis-backed behaviour is back, measured one after the other."""
+
+    async def login_ok() -> bool:
+        body = {"email": email, "password": PASSWORD}
+        return (await http.post("/api/v1/auth/login", json=body)).status_code == 200
+
+    async def cache_hit() -> bool:
+        await http.get(f"/api/v1/products/{product}")
+        return (await http.get(f"/api/v1/products/{product}")).headers.get("X-Cache") == "hit"
+
+    async def limited_in_redis() -> bool:
+        answer = await http.post("/api/v1/product/asin", json={"asin": asin}, headers=payer)
+        return answer.status_code == 200 and "X-RateLimit-Remaining" in answer.headers
+
+    async def ready() -> bool:
+        return (await http.get("/health/ready")).status_code == 200
+
+    return {
+        "login 200": await until(login_ok, 15, "login after Redis came back"),
+        "cache hit": await until(cache_hit, 15, "cache hits after Redis came back"),
+        "paid 200": await until(limited_in_redis, 15, "paid calls after Redis came back"),
+        "ready": await until(ready, 15, "/health/ready after Redis came back"),
+    }
