@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -320,14 +319,13 @@ async def login(client: httpx.AsyncClient, email: str, password: str) -> dict[st
 
 
 def check_lines(report: dict[str, Any]) -> list[str]:
-    """The check's summary and each check's count of violations, for the figures."""
+    """The check's summary, each check's count of violations and the first violations."""
     counts = ", ".join(f"{c['name']} {c['violations']}" for c in report["checks"])
-    lines = [f"sellerdesk check: {report['summary']}", f"  per check: {counts}"]
-    lines += [
-        f"  VIOLATION {v['check']}: {v['subject']}: {v['message']}"
-        for v in report["violations"][:20]
-    ]
-    return lines
+    shown = [f"  {v['check']}: {v['subject']}: {v['message']}" for v in report["violations"][:3]]
+    more = len(report["violations"]) - len(shown)
+    return [report["summary"], f"  per check: {counts}", *shown] + (
+        [f"  ... and {more} more"] if more > 0 else []
+    )
 
 
 def client(server: Server, timeout: float = 30) -> httpx.AsyncClient:
@@ -337,9 +335,6 @@ def client(server: Server, timeout: float = 30) -> httpx.AsyncClient:
         timeout=timeout,
         limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
     )
-
-
-IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
 
 # --------------------------------------------------------------------------- load
