@@ -224,11 +224,11 @@ class Stack:
         server.process.send_signal(signal.SIGKILL)
         server.process.wait(timeout=10)
 
-    def start_worker(self, *args: str, **settings: str) -> subprocess.Popen[bytes]:
-        """`sellerdesk worker ARGS` with the stack's settings (a broker must be set)."""
-        log = (self.folder / f"worker-{len(self.workers)}.log").open("wb")
+    def start(self, command: str, *args: str, **settings: str) -> subprocess.Popen[bytes]:
+        """`sellerdesk worker|beat ARGS` with the stack's settings (a broker must be set)."""
+        log = (self.folder / f"{command}-{len(self.workers)}.log").open("wb")
         process = subprocess.Popen(
-            [SELLERDESK, "worker", *args],
+            [SELLERDESK, command, *args],
             env={**self.env, **settings},
             cwd=self.folder,
             stdout=log,
@@ -243,7 +243,7 @@ class Stack:
         parts = [f"--- server {s.port}\n{s.log[-3000:]}" for s in self.servers]
         parts += [
             f"--- {path.name}\n{path.read_text(errors='replace')[-3000:]}"
-            for path in sorted(self.folder.glob("worker-*.log"))
+            for path in sorted(self.folder.glob("*.log"))
         ]
         return "\n".join(parts)
 
@@ -363,3 +363,90 @@ async def run_mix(
             await operations[name][1](tally)
 
     await asyncio.gather(*(loop() for _ in range(concurrency)))
+
+
+# --------------------------------------------------------------------------- flows
+# What customers do, request by request, each request counted under its own name.
+
+ADDRESS = {
+    "name": "Ada Lovelace",
+    "line1": "12 St James's Square",
+    "city": "London",
+    "postal_code": "SW1Y 4JH",
+    "country": "GB",
+}
+
+
+async def place_order(
+    t: Tally, http: httpx.AsyncClient, headers: dict[str, str], product: int, quantity: int
+) -> dict[str, Any] | None:
+    """Put `quantity` of `product` in the cart and check out; the order, or None."""
+    cart = await t.call(
+        "cart",
+        http.put(f"/api/v1/cart/items/{product}", json={"quantity": quantity}, headers=headers),
+    )
+    if cart is None or cart.status_code != 200:
+        return None
+    key = {"Idempotency-Key": f"checkout-{uuid.uuid4().hex}"}
+    order = await t.call(
+        "checkout",
+        http.post("/api/v1/orders", json={"shipping_address": ADDRESS}, headers={**headers, **key}),
+    )
+    if order is None or order.status_code != 201:
+        return None
+    placed: dict[str, Any] = order.json()
+    return placed
+
+
+async def start_payment(
+    t: Tally, http: httpx.AsyncClient, headers: dict[str, str], order_id: int
+) -> str | None:
+    """The order's payment intent id (None when refused)."""
+    intent = await t.call(
+        "payment intent",
+        http.post(
+            "/api/v1/payments/create-payment-intent", json={"order_id": order_id}, headers=headers
+        ),
+    )
+    if intent is None or intent.status_code != 200:
+        return None
+    intent_id: str = intent.json()["payment_intent_id"]
+    return intent_id
+
+
+async def confirm_payment(
+    t: Tally, http: httpx.AsyncClient, headers: dict[str, str], order_id: int
+) -> bool:
+    answer = await t.call(
+        "confirm payment",
+        http.post(f"/api/v1/payments/confirm-payment/{order_id}", headers=headers),
+    )
+    return answer is not None and answer.status_code == 200
+
+
+async def cancel_order(
+    t: Tally, http: httpx.AsyncClient, headers: dict[str, str], order_id: int
+) -> bool:
+    answer = await t.call("cancel", http.post(f"/api/v1/orders/{order_id}/cancel", headers=headers))
+    return answer is not None and answer.status_code == 200
+
+
+async def buy_credits(
+    t: Tally, http: httpx.AsyncClient, headers: dict[str, str], pack_id: int
+) -> bool:
+    """Buy a credit pack with the manual gateway (start, then confirm)."""
+    key = {"Idempotency-Key": f"pack-{uuid.uuid4().hex}"}
+    started = await t.call(
+        "credit purchase",
+        http.post(
+            "/api/v1/credits/purchase", json={"pack_id": pack_id}, headers={**headers, **key}
+        ),
+    )
+    if started is None or started.status_code not in (200, 201):
+        return False
+    purchase = started.json()["purchase_id"]
+    confirmed = await t.call(
+        "confirm purchase",
+        http.post(f"/api/v1/credits/purchases/{purchase}/confirm", headers=headers),
+    )
+    return confirmed is not None and confirmed.status_code == 200
