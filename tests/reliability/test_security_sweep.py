@@ -335,7 +335,8 @@ async def test_security_sweep_over_every_api_route(make_app: AppFactory, figures
         f"taken from the app"
     )
     figures.add(
-        f"API1: {bola_checked} routes with another user's object id; not 404: {refused['API1 not 404']}"
+        f"API1: {bola_checked} routes with another user's object id; "
+        f"not 404: {refused['API1 not 404']}"
     )
     figures.add(f"API5: {bfla_checked} admin routes as a user; not 403: {refused['API5 not 403']}")
     figures.add(f"API8: {injected} requests with SQL meta-characters or NUL in a string parameter")
