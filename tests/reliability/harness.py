@@ -61,7 +61,13 @@ class Tally:
         if isinstance(answer, BaseException):
             self.counts[operation, "cut"] += 1
             return
-        self.counts[operation, str(answer.status_code)] += 1
+        status = str(answer.status_code)
+        if 400 <= answer.status_code < 500:  # which refusal: `409 insufficient_stock`
+            try:
+                status = f"{status} {answer.json()['error']}"
+            except (ValueError, KeyError, TypeError):
+                pass
+        self.counts[operation, status] += 1
         if answer.status_code >= 500 and len(self.server_errors) < 20:
             self.server_errors.append(
                 f"{answer.request.method} {answer.request.url.path} -> "

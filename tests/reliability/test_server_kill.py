@@ -32,8 +32,10 @@ pytestmark = pytest.mark.reliability
 USERS = 8
 PAID_CALLS_PER_USER = 6
 CREDITS = 50
-SPREAD_SECONDS = 1.0  # the calls start at random times within this
-UPSTREAM_SECONDS = 5.0  # how long the fake holds each answer
+SPREAD_SECONDS = 4.0  # the calls start at random times within this
+UPSTREAM_SECONDS = 1.5  # how long the fake holds each answer
+SERVED_BEFORE_KILL = 3
+IN_FLIGHT_AT_KILL = 6
 SWEEP_AFTER_SECONDS = 2
 
 
@@ -101,17 +103,27 @@ async def test_sigkill_of_a_server_during_checkouts_and_paid_calls(figures: Figu
                 ]
                 load = asyncio.gather(*calls, *(checkout(headers) for _, _, headers in users))
                 started = time.monotonic()
-                # The kill comes once half the paid calls are charged (and wait upstream).
+                # The kill comes once some calls were served and others are charged and wait
+                # upstream.
                 async with stack.engine() as engine:
 
-                    async def charged() -> bool:
+                    async def ripe() -> bool:
                         async with engine.connect() as conn:
-                            count = await conn.scalar(
-                                select(func.count()).select_from(CreditCharge)
+                            outcomes = dict(
+                                (
+                                    await conn.execute(
+                                        select(CreditCharge.outcome, func.count()).group_by(
+                                            CreditCharge.outcome
+                                        )
+                                    )
+                                ).all()
                             )
-                        return int(count or 0) >= len(calls) // 2
+                        return (
+                            outcomes.get("served", 0) >= SERVED_BEFORE_KILL
+                            and outcomes.get(None, 0) >= IN_FLIGHT_AT_KILL
+                        )
 
-                    await until(charged, 30, "half the paid calls charged", step=0.05)
+                    await until(ripe, 30, "calls served and calls in flight", step=0.05)
                 killed_at = time.monotonic()
                 stack.kill(victim)
                 await load
@@ -187,6 +199,7 @@ async def test_sigkill_of_a_server_during_checkouts_and_paid_calls(figures: Figu
         figures.lines.extend(f"  {line}" for line in check_lines(after))
 
         assert unsettled > 0, "the kill cut off no charged call: the test did not test"
+        assert served >= SERVED_BEFORE_KILL
         assert swept == unsettled and still_unsettled == 0
         assert after["ok"], after["violations"]
         assert {v["check"] for v in before_sweep["violations"]} == {"charge_unsettled"}
