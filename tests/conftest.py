@@ -85,6 +85,12 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # The reliability suite runs only when asked for (`-m reliability`, `make test-reliability`).
+    if "reliability" not in (config.getoption("markexpr") or ""):
+        left_out = [item for item in items if item.get_closest_marker("reliability")]
+        if left_out:
+            config.hook.pytest_deselected(items=left_out)
+            items[:] = [item for item in items if not item.get_closest_marker("reliability")]
     problem = getattr(config, "_sellerdesk_skip", None)
     for item in items:
         if problem:

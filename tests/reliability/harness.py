@@ -28,7 +28,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,10 +63,8 @@ class Tally:
             return
         status = str(answer.status_code)
         if 400 <= answer.status_code < 500:  # which refusal: `409 insufficient_stock`
-            try:
+            with suppress(ValueError, KeyError, TypeError):
                 status = f"{status} {answer.json()['error']}"
-            except (ValueError, KeyError, TypeError):
-                pass
         self.counts[operation, status] += 1
         if answer.status_code >= 500 and len(self.server_errors) < 20:
             self.server_errors.append(
