@@ -21,11 +21,15 @@ pytestmark = pytest.mark.reliability
 
 PHASE_SECONDS = 4.0
 CONCURRENCY = 6
+PAID_LIMIT = 1000
 
 
 async def test_redis_stopped_mid_run_then_back(figures: Figures) -> None:
     rng = random.Random(15_001)
-    async with Stack.open("redis", CREDITS_REPEAT_WINDOW="0") as stack:
+    # A per-payer limit the run stays under: while Redis is down it counts in process memory.
+    async with Stack.open(
+        "redis", CREDITS_REPEAT_WINDOW="0", RATE_LIMIT_DEFAULT=f"{PAID_LIMIT}/minute"
+    ) as stack:
         assert stack.redis is not None
         server = await stack.serve()
         async with client(server) as http:
@@ -46,9 +50,11 @@ async def test_redis_stopped_mid_run_then_back(figures: Figures) -> None:
 
                 async def paid(t: Tally) -> None:
                     body = {"asin": rng.choice(asins)}
-                    await t.call(
+                    answer = await t.call(
                         "paid", http.post("/api/v1/product/asin", json=body, headers=payer)
                     )
+                    if answer is not None:
+                        remaining[id(t)].append(answer.headers.get("X-RateLimit-Remaining"))
 
                 async def me(t: Tally) -> None:
                     await t.call("me", http.get("/api/v1/users/me", headers=payer))
@@ -66,6 +72,7 @@ async def test_redis_stopped_mid_run_then_back(figures: Figures) -> None:
                 }
 
             phases: dict[str, Tally] = {"before": Tally(), "down": Tally(), "after": Tally()}
+            remaining: dict[int, list[str | None]] = {id(t): [] for t in phases.values()}
             mix = operations()
             await run_mix(
                 phases["before"], mix, seconds=PHASE_SECONDS, concurrency=CONCURRENCY, rng=rng
@@ -88,6 +95,17 @@ async def test_redis_stopped_mid_run_then_back(figures: Figures) -> None:
         for name, tally in phases.items():
             figures.tally(f"{name} ({PHASE_SECONDS:.0f} s, {CONCURRENCY} loops):", tally)
         figures.add(f"/health/ready while Redis was down: {ready_down}")
+        counted = {
+            name: [int(value) for value in remaining[id(tally)] if value is not None]
+            for name, tally in phases.items()
+        }
+        figures.add(
+            f"paid calls' X-RateLimit-Remaining (limit {PAID_LIMIT}/minute): "
+            + ", ".join(
+                f"{name} {max(values, default=0)}..{min(values, default=0)}"
+                for name, values in counted.items()
+            )
+        )
         figures.add(
             "recovery after Redis came back: "
             + ", ".join(f"{what} {seconds:.2f} s" for what, seconds in recovery.items())
@@ -98,6 +116,9 @@ async def test_redis_stopped_mid_run_then_back(figures: Figures) -> None:
             for op in ("browse", "product", "paid", "me", "login"):
                 expected = {"503"} if (name, op) == ("down", "login") else {"200"}
                 assert set(tally.statuses(op)) == expected, (name, op, tally.server_errors)
+        # Down, the limit still counts (in this process's memory, from the limit down).
+        assert None not in remaining[id(phases["down"])]
+        assert max(counted["down"]) >= PAID_LIMIT - CONCURRENCY > min(counted["down"])
         assert total_recovery < 10
 
 
