@@ -24,6 +24,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 import uuid
 from collections import Counter
@@ -39,7 +40,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sellerdesk.seed import DEMO_ADMIN
 from tests.conftest import _create_pg_database, is_postgres
 from tests.live_server import SELLERDESK, Server, cli, environment
-from tests.private_redis import PrivateRedis
+from tests.private_redis import PrivateRedis, free_port
 
 PASSWORD = "reliability-password-1"
 # Paid routes are limited per payer; the load tests are about faults, not about the limit.
@@ -168,6 +169,7 @@ class Stack:
         self.servers: list[Server] = []
         self.workers: list[subprocess.Popen[bytes]] = []
         self.admin: dict[str, str] = {}
+        self.proxy: TcpProxy | None = None
 
     @property
     def database_url(self) -> str:
@@ -181,16 +183,21 @@ class Stack:
         *,
         database_url: str | None = None,
         redis: bool = True,
+        redis_proxy: bool = False,
         seed: bool = True,
         **settings: str,
     ) -> AsyncIterator[Stack]:
-        """Migrate (and seed) a fresh database, start a private Redis; everything is stopped
-        and removed on exit. `database_url` replaces the scratch database."""
+        """Migrate (and seed) a fresh database, start a private Redis (reached through a
+        `TcpProxy` with `redis_proxy`); everything is stopped and removed on exit.
+        `database_url` replaces the scratch database."""
         folder = Path(tempfile.mkdtemp(prefix=f"sellerdesk-rel-{label}-"))
         private = PrivateRedis() if redis else None
+        proxy: TcpProxy | None = None
         try:
             if private is not None:
                 await asyncio.to_thread(private.start)
+                if redis_proxy:
+                    proxy = TcpProxy(private.port)
             if database_url is None:
                 database_url = (
                     await _create_pg_database(f"_rel_{label}")
@@ -199,9 +206,11 @@ class Stack:
                 )
             values = {"DATABASE_URL": database_url, "LOG_LEVEL": "WARNING", **UNLIMITED}
             if private is not None:
-                values.update(REDIS_URL=private.url, REDIS_KEY_PREFIX=f"rel:{label}")
+                url = proxy.url if proxy is not None else private.url
+                values.update(REDIS_URL=url, REDIS_KEY_PREFIX=f"rel:{label}")
             values.update(settings)
             stack = cls(environment(**values), folder, private)
+            stack.proxy = proxy
             await asyncio.to_thread(cli, stack.env, "migrate")
             if seed:
                 await asyncio.to_thread(cli, stack.env, "seed")
@@ -210,6 +219,8 @@ class Stack:
             finally:
                 stack.stop_all()
         finally:
+            if proxy is not None:
+                proxy.close()
             if private is not None:
                 private.close()
             shutil.rmtree(folder, ignore_errors=True)
@@ -454,3 +465,75 @@ async def buy_credits(
         http.post(f"/api/v1/credits/purchases/{purchase}/confirm", headers=headers),
     )
     return confirmed is not None and confirmed.status_code == 200
+
+
+# --------------------------------------------------------------------------- a TCP proxy
+
+
+class TcpProxy:
+    """A TCP proxy on a free 127.0.0.1 port to `target_port`, run in a thread of its own.
+
+    `cut()` drops every connection through it and refuses new ones (a network partition: the
+    service behind it keeps its data); `restore()` accepts again on the same port.
+    """
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.port = free_port()
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self._thread.start()
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+        self.restore()
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def _run(self, coro: Awaitable[Any]) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=10)  # type: ignore[arg-type]
+
+    def restore(self) -> None:
+        async def listen() -> None:
+            if self._server is None:
+                self._server = await asyncio.start_server(self._pipe, "127.0.0.1", self.port)
+
+        self._run(listen())
+
+    def cut(self) -> None:
+        async def close() -> None:
+            if self._server is not None:
+                self._server.close()
+                self._server = None
+            for writer in list(self._writers):
+                writer.transport.abort()
+            self._writers.clear()
+
+        self._run(close())
+
+    def close(self) -> None:
+        self.cut()
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout=10)
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        except OSError:
+            writer.transport.abort()
+            return
+        self._writers |= {writer, up_writer}
+
+        async def copy(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+            try:
+                while data := await source.read(65536):
+                    sink.write(data)
+                    await sink.drain()
+            except (OSError, asyncio.CancelledError):
+                pass
+            finally:
+                sink.transport.abort()
+
+        await asyncio.gather(copy(reader, up_writer), copy(up_reader, writer))
+        self._writers -= {writer, up_writer}
