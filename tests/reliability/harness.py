@@ -473,14 +473,17 @@ async def buy_credits(
 class TcpProxy:
     """A TCP proxy on a free 127.0.0.1 port to `target_port`, run in a thread of its own.
 
-    `cut()` drops every connection through it and refuses new ones (a network partition: the
-    service behind it keeps its data); `restore()` accepts again on the same port.
+    `cut()` drops every connection through it and refuses new ones (the service behind it
+    keeps its data); `freeze()` keeps every connection open and accepts new ones but forwards
+    nothing (packets dropped: a partition nobody is told about); `restore()` undoes either.
     """
 
-    def __init__(self, target_port: int) -> None:
+    def __init__(self, target_port: int, scheme: str = "redis") -> None:
         self.target_port = target_port
+        self.scheme = scheme
         self.port = free_port()
         self.loop = asyncio.new_event_loop()
+        self._flowing = asyncio.Event()
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self._thread.start()
         self._server: asyncio.Server | None = None
@@ -491,11 +494,18 @@ class TcpProxy:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
+    def freeze(self) -> None:
+        async def stop_flowing() -> None:
+            self._flowing.clear()
+
+        self._run(stop_flowing())
+
     def _run(self, coro: Awaitable[Any]) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=10)  # type: ignore[arg-type]
 
     def restore(self) -> None:
         async def listen() -> None:
+            self._flowing.set()
             if self._server is None:
                 self._server = await asyncio.start_server(self._pipe, "127.0.0.1", self.port)
 
@@ -518,6 +528,8 @@ class TcpProxy:
         self._thread.join(timeout=10)
 
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.add(writer)
+        await self._flowing.wait()
         try:
             up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
         except OSError:
@@ -528,6 +540,7 @@ class TcpProxy:
         async def copy(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
             try:
                 while data := await source.read(65536):
+                    await self._flowing.wait()
                     sink.write(data)
                     await sink.drain()
             except (OSError, asyncio.CancelledError):

@@ -17,13 +17,28 @@ import httpx
 import pytest
 
 from tests.private_postgres import PrivatePostgres
-from tests.reliability.harness import PASSWORD, Figures, Stack, Tally, client, run_mix, until
+from tests.reliability.harness import (
+    PASSWORD,
+    Figures,
+    Stack,
+    Tally,
+    TcpProxy,
+    client,
+    run_mix,
+    until,
+)
 
 pytestmark = pytest.mark.reliability
 
 PHASE_SECONDS = 4.0
 CONCURRENCY = 6
 USERS = 4
+PARTITION_SECONDS = 12.0
+CLIENT_TIMEOUT = 40.0
+PARTITION_TIMEOUTS = {
+    "DATABASE_CONNECT_TIMEOUT_SECONDS": "3",
+    "DATABASE_COMMAND_TIMEOUT_SECONDS": "5",
+}
 
 
 def shape_problem(answer: httpx.Response) -> str | None:
@@ -147,3 +162,64 @@ async def test_database_unreachable_mid_run_then_back(
         for name in ("before", "after"):
             assert set(phases[name].statuses()) == {"200"}, (name, phases[name].server_errors)
         assert all(seconds < 15 for seconds in recovery.values())
+
+
+async def test_database_partitioned_mid_run_then_healed(
+    private_postgres: PrivatePostgres, figures: Figures
+) -> None:
+    """The database behind a TCP proxy that stops forwarding (packets dropped, connections
+    left open: nobody is told): requests still answer 503 within the database timeouts instead
+    of hanging, and the service recovers once the network heals."""
+    rng = random.Random(15_006)
+    url = await asyncio.to_thread(private_postgres.create_database, "partition")
+    proxy = TcpProxy(private_postgres.port)
+    proxied = url.replace(f":{private_postgres.port}/", f":{proxy.port}/")
+    try:
+        async with Stack.open("pgpart", database_url=proxied, **PARTITION_TIMEOUTS) as stack:
+            server = await stack.serve()
+            async with client(server, timeout=CLIENT_TIMEOUT) as http:
+                await stack.login_admin(http)
+                users = [await stack.user(http, label="part") for _ in range(USERS)]
+
+                async def me(t: Tally) -> None:
+                    headers = rng.choice(users)[2]
+                    await t.call("me", http.get("/api/v1/users/me", headers=headers))
+
+                async def signin(t: Tally) -> None:
+                    body = {"email": rng.choice(users)[1], "password": PASSWORD}
+                    await t.call("login", http.post("/api/v1/auth/login", json=body))
+
+                async def health(t: Tally) -> None:
+                    await t.call("health", http.get("/health"))
+
+                mix = {"me": (3, me), "login": (2, signin), "health": (1, health)}
+                phases = {"before": Tally(), "partitioned": Tally(), "after": Tally()}
+                await run_mix(phases["before"], mix, seconds=3, concurrency=CONCURRENCY, rng=rng)
+
+                await asyncio.to_thread(proxy.freeze)
+                await run_mix(
+                    phases["partitioned"], mix, seconds=PARTITION_SECONDS,
+                    concurrency=CONCURRENCY, rng=rng,
+                )  # fmt: skip
+                await asyncio.to_thread(proxy.restore)
+
+                async def me_ok() -> bool:
+                    answer = await http.get("/api/v1/users/me", headers=users[0][2])
+                    return answer.status_code == 200
+
+                healed = await until(me_ok, 60, "/users/me after the network healed")
+                await run_mix(phases["after"], mix, seconds=3, concurrency=CONCURRENCY, rng=rng)
+    finally:
+        proxy.close()
+
+    for name, tally in phases.items():
+        figures.tally(f"{name}:", tally)
+    slowest = max(phases["partitioned"].seconds.get("me", [0.0]))
+    figures.add(f"slowest answer while partitioned: {slowest:.1f} s")
+    figures.add(f"recovery after the network healed: /users/me 200 after {healed:.2f} s")
+    partitioned = phases["partitioned"]
+    assert partitioned.count("cut") == 0, "requests hung past the client's timeout"
+    for op in ("me", "login"):
+        assert set(partitioned.statuses(op)) <= {"200", "503"}, partitioned.server_errors
+    assert set(partitioned.statuses("health")) == {"200"}
+    assert set(phases["after"].statuses()) == {"200"}, phases["after"].server_errors
