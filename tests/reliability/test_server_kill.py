@@ -203,6 +203,7 @@ async def test_sigkill_of_a_server_during_checkouts_and_paid_calls(figures: Figu
         assert swept == unsettled and still_unsettled == 0
         assert after["ok"], after["violations"]
         assert {v["check"] for v in before_sweep["violations"]} == {"charge_unsettled"}
+        assert len(before_sweep["violations"]) == unsettled
         assert USERS * CREDITS - balances == served
         assert tally.statuses("paid")["200"] <= served
         assert orders >= tally.statuses("checkout")["201"]
