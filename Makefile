@@ -18,7 +18,7 @@ SWAGGER_UI_FILES := swagger-ui-bundle.js swagger-ui-bundle.js.LICENSE.txt swagge
 	favicon-32x32.png LICENSE NOTICE
 
 .PHONY: install run serve migrate seed test lint typecheck test-postgres test-sqlite lock bench \
-	clean mutate swagger-ui vendor test-browser
+	clean mutate swagger-ui vendor test-browser test-reliability
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -100,8 +100,21 @@ vendor:  ## fetch htmx $(HTMX_VERSION) from the npm registry into the dashboard'
 	cp /tmp/sellerdesk-vendor/package/LICENSE $(VENDOR_DIR)/htmx.LICENSE
 	cd $(VENDOR_DIR) && sha256sum -c SHA256SUMS
 
+# Faults, mixed load and invariants (docs/reliability.md): real processes, a private Redis and
+# PostgreSQL cluster per test, one test at a time (they load the machine on purpose). Each test's
+# figures are printed at the end ("reliability figures"), and appended to $(RELIABILITY_REPORT).
+RELIABILITY_REPORT ?= reliability-figures.txt
+# On SQLite too where a fault means something there: a killed server, the security sweep.
+RELIABILITY_SQLITE := tests/reliability/test_server_kill.py tests/reliability/test_security_sweep.py
+test-reliability: install  ## the reliability suite on PostgreSQL + Redis, then SQLite (~7 min)
+	rm -f $(RELIABILITY_REPORT)
+	TEST_BACKEND=postgres RELIABILITY_REPORT=$(RELIABILITY_REPORT) \
+		$(BIN)/pytest -q -n 0 -m reliability tests/reliability $(PYTEST_ARGS)
+	TEST_BACKEND=sqlite RELIABILITY_REPORT=$(RELIABILITY_REPORT) \
+		$(BIN)/pytest -q -n 0 -m reliability $(RELIABILITY_SQLITE) $(PYTEST_ARGS)
+
 test-browser: install  ## the dashboard in headless Chromium (screenshots in screenshots/)
 	$(BIN)/pytest -q -o addopts="-ra --strict-markers" tests/browser $(PYTEST_ARGS)
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache sellerdesk.db* mutants
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache sellerdesk.db* mutants reliability-figures.txt

@@ -71,6 +71,9 @@ async def _reachable() -> str | None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "postgres_only: needs PostgreSQL row locking")
     config.addinivalue_line("markers", "celery: runs a real Celery worker (slow; -m 'not celery')")
+    config.addinivalue_line(
+        "markers", "reliability: faults, mixed load and invariants (`make test-reliability`)"
+    )
     if BACKEND != "postgres":
         return
     problem = asyncio.run(_reachable())
@@ -82,6 +85,12 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # The reliability suite runs only when asked for (`-m reliability`, `make test-reliability`).
+    if "reliability" not in (config.getoption("markexpr") or ""):
+        left_out = [item for item in items if item.get_closest_marker("reliability")]
+        if left_out:
+            config.hook.pytest_deselected(items=left_out)
+            items[:] = [item for item in items if not item.get_closest_marker("reliability")]
     problem = getattr(config, "_sellerdesk_skip", None)
     for item in items:
         if problem:

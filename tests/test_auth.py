@@ -186,6 +186,15 @@ async def test_login_with_json_returns_a_bearer_pair(client: httpx.AsyncClient) 
     assert me.json()["email"] == "json@example.com"
 
 
+@pytest.mark.parametrize("body", ["[" * 30_000 + "]" * 30_000, '{"a":' * 5_000 + "1" + "}" * 5_000])
+async def test_a_login_body_nested_deeper_than_the_parser_goes_is_a_422(
+    client: httpx.AsyncClient, body: str
+) -> None:
+    response = await client.post(LOGIN, content=body, headers={"Content-Type": "application/json"})
+    assert response.status_code == 422, response.text
+    assert response.json()["error"] == "validation_error"
+
+
 async def test_login_with_oauth2_password_form_returns_a_bearer_pair(
     client: httpx.AsyncClient,
 ) -> None:

@@ -13,6 +13,7 @@ from sqlalchemy import event, update
 from sellerdesk.catalog.service import invalidate_catalog
 from sellerdesk.db import commit
 from sellerdesk.inventory.movements import record_movement
+from sellerdesk.kit.cache import RedisCache
 from sellerdesk.models import Product
 from tests.catalog_factories import create_category, create_product, csv_upload
 from tests.factories import Account, register_admin
@@ -235,3 +236,35 @@ async def test_memory_cache_without_redis(make_app: Any) -> None:
         )
         fresh = await client.get(f"{API}/products/{product['id']}")
         assert fresh.json()["price"] == "2.00"
+
+
+class _Partitioned:
+    """A Redis client stand-in whose `incr` fails while `reachable` is False."""
+
+    def __init__(self) -> None:
+        self.reachable = True
+        self.versions: dict[str, int] = {}
+
+    async def incr(self, key: str) -> int:
+        if not self.reachable:
+            raise ConnectionError("unreachable")
+        self.versions[key] = self.versions.get(key, 0) + 1
+        return self.versions[key]
+
+    async def get(self, key: str) -> bytes | None:
+        if not self.reachable:
+            raise ConnectionError("unreachable")
+        version = self.versions.get(key)
+        return None if version is None else str(version).encode()
+
+
+async def test_an_invalidation_redis_missed_is_made_before_the_next_read() -> None:
+    redis = _Partitioned()
+    cache = RedisCache(redis, "p")  # type: ignore[arg-type]
+    before = await cache.namespace("catalog")
+    redis.reachable = False
+    with pytest.raises(ConnectionError):
+        await cache.invalidate("catalog")
+    redis.reachable = True  # back, with its data: the old pages are still there
+    assert await cache.namespace("catalog") != before
+    assert await cache.namespace("catalog") == await cache.namespace("catalog")

@@ -26,6 +26,10 @@ class Settings(BaseSettings):
     DATABASE_URL: str = "sqlite+aiosqlite:///./sellerdesk.db"
     DATABASE_POOL_SIZE: int = 10
     DATABASE_MAX_OVERFLOW: int = 20
+    # PostgreSQL: a database that stops answering without closing connections (a partition)
+    # makes requests fail with 503 after these, instead of hanging until TCP gives up.
+    DATABASE_CONNECT_TIMEOUT_SECONDS: float = Field(default=10.0, gt=0)
+    DATABASE_COMMAND_TIMEOUT_SECONDS: float = Field(default=60.0, gt=0)
     REDIS_URL: str | None = None
     REDIS_KEY_PREFIX: str = "sellerdesk"  # every Redis key starts with it (cache, limits, locks)
     CELERY_BROKER_URL: str | None = None

@@ -43,7 +43,11 @@ def create_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
         pool_size=settings.DATABASE_POOL_SIZE,
         max_overflow=settings.DATABASE_MAX_OVERFLOW,
         pool_pre_ping=True,
-        connect_args=_asyncpg_args(settings.DATABASE_STATEMENT_CACHE_SIZE),
+        connect_args={
+            **_asyncpg_args(settings.DATABASE_STATEMENT_CACHE_SIZE),
+            "timeout": settings.DATABASE_CONNECT_TIMEOUT_SECONDS,
+            "command_timeout": settings.DATABASE_COMMAND_TIMEOUT_SECONDS,
+        },
         hide_parameters=True,
     )
 

@@ -67,7 +67,9 @@ async def _login_body(request: Request) -> LoginRequest:
             return LoginRequest.model_validate({"email": username, "password": password})
         try:
             payload = await request.json()
-        except ValueError as exc:  # not JSON, or not UTF-8: reported as FastAPI does
+        # Not JSON, not UTF-8, or nested deeper than the parser's recursion limit (a 500 before):
+        # reported as FastAPI does.
+        except (ValueError, RecursionError) as exc:
             invalid = {"type": "json_invalid", "loc": ("body",), "msg": "JSON decode error"}
             raise RequestValidationError([{**invalid, "ctx": {"error": str(exc)[:200]}}]) from exc
         return LoginRequest.model_validate(payload)

@@ -72,6 +72,9 @@ class RedisCache:
     def __init__(self, redis: Redis, prefix: str) -> None:
         self.redis = redis
         self.prefix = prefix
+        # Invalidations Redis missed (unreachable, its data kept): bumped before the next read,
+        # or every process would serve the old pages until they expire.
+        self._missed: set[str] = set()
 
     async def get(self, key: str) -> bytes | None:
         try:
@@ -95,6 +98,8 @@ class RedisCache:
 
     async def namespace(self, name: str) -> str:
         try:
+            if self._missed:
+                await self._bump_missed()
             version = await self.redis.get(f"{self.prefix}:ns:{name}")
         except Exception as exc:
             log.warning("cache_unavailable", op="namespace", error=type(exc).__name__)
@@ -102,8 +107,18 @@ class RedisCache:
         return f"{self.prefix}:{name}:v{int(version or 0)}"
 
     async def invalidate(self, name: str) -> None:
-        # Raised, not swallowed: a failed invalidation must fail the write's response.
-        await self.redis.incr(f"{self.prefix}:ns:{name}")
+        # Raised, not swallowed (the after-commit runner logs it), and remembered: the next
+        # `namespace` call of this process bumps the version once Redis answers again.
+        try:
+            await self.redis.incr(f"{self.prefix}:ns:{name}")
+        except Exception:
+            self._missed.add(name)
+            raise
+
+    async def _bump_missed(self) -> None:
+        for name in sorted(self._missed):
+            await self.redis.incr(f"{self.prefix}:ns:{name}")
+            self._missed.discard(name)
 
 
 def create_cache(redis: Redis | None, prefix: str) -> Cache:
