@@ -138,6 +138,7 @@ def wrk(
     script: str | None = None,
     args: tuple[str, ...] = (),
     threads: int = 2,
+    profile: str | None = None,
 ) -> Load:
     command = [*pinned(1), "wrk", f"-t{min(threads, connections)}", f"-c{connections}"]
     command += [f"-d{seconds}s", "--latency", "--timeout", "10s"]
@@ -147,7 +148,8 @@ def wrk(
     if args:
         command += ["--", *args]
     before = cpu_seconds(pid)
-    out = subprocess.run(command, capture_output=True, text=True, check=True).stdout  # noqa: S603
+    with profiling(pid, seconds, profile):
+        out = subprocess.run(command, capture_output=True, text=True, check=True).stdout  # noqa: S603
     cpu = cpu_seconds(pid) - before
     done = int(_match(r"(\d+) requests in", out))
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
@@ -161,6 +163,31 @@ def wrk(
         + (int(timeouts.group(1)) if timeouts else 0),
         cpu_ms=cpu * 1000 / max(done, 1),
     )
+
+
+PROFILES: Path | None = None  # --profile DIR: py-spy samples of every loaded scenario
+
+
+@contextmanager
+def profiling(pid: int, seconds: int, name: str | None) -> Iterator[None]:
+    """py-spy samples of the server during a run (collapsed stacks in PROFILES/<name>.txt)."""
+    if PROFILES is None or name is None:
+        yield
+        return
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    PROFILES.mkdir(parents=True, exist_ok=True)
+    recorder = subprocess.Popen(  # noqa: S603
+        [
+            *(spy, "record", "-p", str(pid), "-d", str(seconds), "-r", "250", "--nonblocking"),
+            *("--format", "raw", "-o", str(PROFILES / f"{name}.txt")),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        yield
+    finally:
+        recorder.wait()
 
 
 def _match(pattern: str, out: str) -> str:
@@ -369,7 +396,7 @@ def scenarios(
     latency_seconds = max(3, seconds // 3)
 
     def measure(name: str, path: str, **options: Any) -> None:
-        load = wrk(base, path, seconds, connections, pid, **options)
+        load = wrk(base, path, seconds, connections, pid, profile=name, **options)
         one = wrk(base, path, latency_seconds, 1, pid, **options)
         out[name] = {"load": asdict(load), "one": asdict(one), "rss_mib": status_mib(pid, "VmRSS")}
         print(
@@ -418,6 +445,7 @@ def scenarios(
         script="checkout.lua",
         args=(str(first_product + 100), *buyers),
         threads=connections,
+        profile="S6",
     )
     out["S6"] = {
         "load": asdict(load),
@@ -548,7 +576,10 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, help="seconds per scenario (default 15, quick 5)")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--no-write", action="store_true", help="leave bench/RESULTS.md alone")
+    parser.add_argument("--profile", metavar="DIR", help="py-spy the loaded runs into DIR")
     args = parser.parse_args()
+    global PROFILES
+    PROFILES = Path(args.profile) if args.profile else None
     if shutil.which("wrk") is None:
         sys.exit("bench: wrk is missing: apt-get install -y wrk")
     seconds = args.seconds or (5 if args.quick else 15)
