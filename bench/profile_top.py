@@ -22,7 +22,7 @@ def main() -> None:
     total = 0
     for line in Path(args.file).read_text().splitlines():
         stack, _, count = line.rpartition(" ")
-        if not stack:
+        if not stack or not count.isdigit():  # a frame name broken over two lines
             continue
         samples = int(count)
         total += samples

@@ -32,6 +32,7 @@ import platform
 import re
 import secrets
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -169,16 +170,17 @@ PROFILES: Path | None = None  # --profile DIR: py-spy samples of every loaded sc
 
 
 @contextmanager
-def profiling(pid: int, seconds: int, name: str | None) -> Iterator[None]:
+def profiling(pid: int, seconds: int | None, name: str | None) -> Iterator[None]:
     """py-spy samples of the server during a run (collapsed stacks in PROFILES/<name>.txt)."""
     if PROFILES is None or name is None:
         yield
         return
     spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     PROFILES.mkdir(parents=True, exist_ok=True)
+    duration = ("-d", str(seconds)) if seconds else ()
     recorder = subprocess.Popen(  # noqa: S603
         [
-            *(spy, "record", "-p", str(pid), "-d", str(seconds), "-r", "250", "--nonblocking"),
+            *(spy, "record", "-p", str(pid), *duration, "-r", "250", "--nonblocking"),
             *("--format", "raw", "-o", str(PROFILES / f"{name}.txt")),
         ],
         stdout=subprocess.DEVNULL,
@@ -187,6 +189,8 @@ def profiling(pid: int, seconds: int, name: str | None) -> Iterator[None]:
     try:
         yield
     finally:
+        if not seconds:  # recording until now: py-spy writes its file on SIGINT
+            recorder.send_signal(signal.SIGINT)
         recorder.wait()
 
 
@@ -425,7 +429,8 @@ def scenarios(
         for b in batches
     ]
     times = single_latencies(http, calls[:2])  # warm up
-    times = single_latencies(http, calls[2:])
+    with profiling(pid, None, "S5"):
+        times = single_latencies(http, calls[2:])
     out["S5"] = {
         "ms_median": statistics.median(times),
         "ms_max": max(times),
