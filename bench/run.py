@@ -167,6 +167,7 @@ def wrk(
 
 
 PROFILES: Path | None = None  # --profile DIR: py-spy samples of every loaded scenario
+EXTRA_ENV: dict[str, str] = {}  # --env NAME=VALUE: settings of the served app
 
 
 @contextmanager
@@ -379,6 +380,7 @@ def run(seconds: int, connections: int, quick: bool) -> dict[str, Any]:
         # The bench measures cost, not the limits: they are still checked on every paid call.
         "RATE_LIMIT_DEFAULT": "1000000000/minute",
         "RATE_LIMIT_GLOBAL": "1000000000/minute",
+        **EXTRA_ENV,
     }
     serve = [str(Path(sys.executable).with_name("sellerdesk")), "serve", "--port", str(port)]
     try:
@@ -582,9 +584,13 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--no-write", action="store_true", help="leave bench/RESULTS.md alone")
     parser.add_argument("--profile", metavar="DIR", help="py-spy the loaded runs into DIR")
+    parser.add_argument(
+        "--env", action="append", default=[], metavar="NAME=VALUE", help="a setting of the app"
+    )
     args = parser.parse_args()
     global PROFILES
     PROFILES = Path(args.profile) if args.profile else None
+    EXTRA_ENV.update(item.split("=", 1) for item in args.env)
     if shutil.which("wrk") is None:
         sys.exit("bench: wrk is missing: apt-get install -y wrk")
     seconds = args.seconds or (5 if args.quick else 15)
