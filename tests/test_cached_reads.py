@@ -3,13 +3,14 @@ namespace version is the one they were built under."""
 
 from __future__ import annotations
 
+import asyncio
 from types import SimpleNamespace
 
 import httpx
 import pytest
 from fastapi import FastAPI, Request, Response
 
-from sellerdesk.kit.cache import CachedReadMiddleware, MemoryCache, request_cache
+from sellerdesk.kit.cache import CachedReadMiddleware, MemoryCache, SharedReads, request_cache
 
 
 class UnreadableVersion(MemoryCache):
@@ -89,3 +90,40 @@ async def test_an_unreadable_version_sends_every_request_to_the_route() -> None:
     for _ in range(3):
         assert (await get(app, "/items?q=a")).status_code == 200
     assert len(built) == 3
+
+
+class SlowVersions(MemoryCache):
+    """Each read of the version is a round trip that ends when the test says so; the n-th read
+    answers n."""
+
+    def __init__(self) -> None:
+        super().__init__("test")
+        self.reads = 0
+        self.release = asyncio.Event()
+
+    async def version(self, name: str) -> int | None:
+        self.reads += 1
+        number = self.reads
+        await self.release.wait()
+        self.release.clear()
+        return number
+
+
+async def test_concurrent_requests_share_reads_but_never_one_sent_before_they_arrived() -> None:
+    cache, reads = SlowVersions(), SharedReads()
+    first = asyncio.create_task(reads.version(cache, "catalog"))
+    await asyncio.sleep(0)
+    # These arrive while read 1 is on the wire: they wait for read 2, which they all share.
+    later = [asyncio.create_task(reads.version(cache, "catalog")) for _ in range(5)]
+    await asyncio.sleep(0)
+    cache.release.set()
+    assert await first == 1
+    await asyncio.sleep(0)
+    cache.release.set()
+    assert await asyncio.gather(*later) == [2] * 5
+    assert cache.reads == 2
+    # Nothing on the wire: the next request starts a read of its own.
+    alone = asyncio.create_task(reads.version(cache, "catalog"))
+    await asyncio.sleep(0)
+    cache.release.set()
+    assert await alone == 3

@@ -6,6 +6,7 @@ find every cached page it affects.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -188,6 +189,46 @@ class _Page:
     route: object
 
 
+class SharedReads:
+    """Concurrent requests share reads of a namespace version, never an older read.
+
+    One read is on the wire at a time. A request that arrives while one is on the wire waits
+    for the next read, which starts when that one ends, so it is answered by a read sent after
+    it arrived: it sees every write that completed before it arrived, as with a read of its own.
+    Under load one round trip serves every request that arrived during the previous one.
+    """
+
+    def __init__(self) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._current: asyncio.Future[int | None] | None = None
+        self._queued: asyncio.Future[int | None] | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def version(self, cache: Cache, name: str) -> int | None:
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:  # a new event loop (tests): nothing in flight on it
+            self._loop, self._current, self._queued = loop, None, None
+        if self._current is None:
+            self._current = loop.create_future()
+            self._task = loop.create_task(self._read(cache, name, self._current))
+            return await asyncio.shield(self._current)
+        if self._queued is None:
+            self._queued = loop.create_future()
+        return await asyncio.shield(self._queued)
+
+    async def _read(self, cache: Cache, name: str, answer: asyncio.Future[int | None]) -> None:
+        while True:
+            try:
+                version = await cache.version(name)
+            except Exception:  # a Cache says None when it cannot read; be safe anyway
+                version = None
+            answer.set_result(version)
+            if self._queued is None:
+                self._current = None
+                return
+            answer, self._current, self._queued = self._queued, self._queued, None
+
+
 class CachedReadMiddleware:
     """Public cached GETs served from this process's memory, before routing, dependencies or a
     database session: one read of the namespace version in the shared cache, then the stored
@@ -217,6 +258,7 @@ class CachedReadMiddleware:
         self.max_body = max_body
         self._version = -1
         self._pages: OrderedDict[tuple[str, bytes], _Page] = OrderedDict()
+        self._reads = SharedReads()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
@@ -229,7 +271,7 @@ class CachedReadMiddleware:
             return
         state = scope["app"].state
         cache: Cache = state.cache
-        version = await cache.version(self.name)
+        version = await self._reads.version(cache, self.name)
         if version is None:
             await self.app(scope, receive, send)
             return
