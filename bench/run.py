@@ -49,8 +49,10 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "bench"
+sys.path.insert(0, str(BENCH))
+from catalog import cli, fresh_postgres  # noqa: E402
+
 WRK = BENCH / "wrk"
-PG_ADMIN_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
 BENCH_DB = "sellerdesk_bench"
 REDIS_URL = "redis://127.0.0.1:6379/0"
 SEARCH_PRODUCTS = 10_000
@@ -213,15 +215,6 @@ def _ms(out: str, percent: str) -> float:
 # --------------------------------------------------------------------------- setup
 
 
-async def fresh_database(currency: str) -> str:
-    admin = create_async_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    async with admin.connect() as conn:
-        await conn.execute(text(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)'))
-        await conn.execute(text(f'CREATE DATABASE "{BENCH_DB}"'))
-    await admin.dispose()
-    return PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{BENCH_DB}"
-
-
 async def seed_products(url: str, currency: str) -> int:
     """Insert the bench products; the id of the first one."""
     engine = create_async_engine(url)
@@ -231,15 +224,6 @@ async def seed_products(url: str, currency: str) -> int:
         await conn.execute(text("ANALYZE product"))
     await engine.dispose()
     return int(first or 1)
-
-
-def cli(env: dict[str, str], *args: str) -> None:
-    subprocess.run(  # noqa: S603
-        [sys.executable, "-c", "from sellerdesk.cli import app; app()", *args],
-        env=env,
-        check=True,
-        capture_output=True,
-    )
 
 
 def delete_redis_prefix(prefix: str) -> None:
@@ -356,7 +340,7 @@ def run(seconds: int, connections: int, quick: bool) -> dict[str, Any]:
     print(f"S0 bare app: {s0.rps:.0f} req/s", flush=True)
 
     currency = "usd"
-    url = asyncio.run(fresh_database(currency))
+    url = asyncio.run(fresh_postgres(BENCH_DB))
     env = {
         **os.environ,
         "PYTHONPATH": str(ROOT / "src"),
