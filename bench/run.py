@@ -170,6 +170,7 @@ def wrk(
 
 PROFILES: Path | None = None  # --profile DIR: py-spy samples of every loaded scenario
 EXTRA_ENV: dict[str, str] = {}  # --env NAME=VALUE: settings of the served app
+SOURCE = ROOT / "src"  # --src DIR: serve another checkout's package (before/after comparisons)
 
 
 @contextmanager
@@ -344,7 +345,7 @@ def run(seconds: int, connections: int, quick: bool) -> dict[str, Any]:
     url = asyncio.run(fresh_postgres(BENCH_DB))
     env = {
         **os.environ,
-        "PYTHONPATH": str(ROOT / "src"),
+        "PYTHONPATH": str(SOURCE),
         "DATABASE_URL": url,
         "REDIS_URL": REDIS_URL,
         "REDIS_KEY_PREFIX": prefix,
@@ -583,8 +584,10 @@ def main() -> None:
     parser.add_argument(
         "--env", action="append", default=[], metavar="NAME=VALUE", help="a setting of the app"
     )
+    parser.add_argument("--src", help="serve the sellerdesk package under DIR (default src/)")
     args = parser.parse_args()
-    global PROFILES
+    global PROFILES, SOURCE
+    SOURCE = Path(args.src).resolve() if args.src else SOURCE
     PROFILES = Path(args.profile) if args.profile else None
     EXTRA_ENV.update(item.split("=", 1) for item in args.env)
     if shutil.which("wrk") is None:
