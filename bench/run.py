@@ -50,7 +50,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "bench"
 sys.path.insert(0, str(BENCH))
-from catalog import cli, fresh_postgres  # noqa: E402
+from catalog import PG_ADMIN_URL, cli, fresh_postgres  # noqa: E402
 
 WRK = BENCH / "wrk"
 BENCH_DB = "sellerdesk_bench"
@@ -280,6 +280,15 @@ class Accounts:
 # --------------------------------------------------------------------------- the run
 
 
+async def postgres_version() -> str:
+    engine = create_async_engine(PG_ADMIN_URL)
+    try:
+        async with engine.connect() as conn:
+            return str((await conn.execute(text("SHOW server_version"))).scalar())
+    finally:
+        await engine.dispose()
+
+
 def machine() -> dict[str, Any]:
     model = next(
         (
@@ -289,11 +298,7 @@ def machine() -> dict[str, Any]:
         ),
         platform.processor() or "unknown",
     )
-    pg = subprocess.run(
-        ["psql", "-h", "127.0.0.1", "-U", "postgres", "-tAc", "SHOW server_version"],  # noqa: S607
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
+    pg = asyncio.run(postgres_version())
     return {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "cpu": model,
