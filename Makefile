@@ -17,7 +17,7 @@ SWAGGER_UI_DIR := src/sellerdesk/static/swagger-ui
 SWAGGER_UI_FILES := swagger-ui-bundle.js swagger-ui-bundle.js.LICENSE.txt swagger-ui.css \
 	favicon-32x32.png LICENSE NOTICE
 
-.PHONY: install run serve migrate seed test lint typecheck test-postgres test-sqlite lock bench \
+.PHONY: install run serve migrate seed test lint typecheck test-postgres test-sqlite lock bench bench-quick \
 	clean mutate swagger-ui vendor test-browser test-reliability
 
 $(STAMP): pyproject.toml requirements.lock
@@ -76,8 +76,13 @@ swagger-ui:  ## vendor Swagger UI's assets from npm's swagger-ui-dist (SWAGGER_U
 	echo "$(SWAGGER_UI_VERSION)" > $(SWAGGER_UI_DIR)/VERSION
 	rm -rf /tmp/sellerdesk-swagger-ui
 
-bench: install
+# bench/run.py: one API process (core 0) against a bare FastAPI app, driven by wrk (core 1) on
+# PostgreSQL + Redis; writes bench/RESULTS.md. Needs `wrk` (apt-get install -y wrk).
+bench: install  ## full benchmark (15 s per scenario)
 	$(BIN)/python bench/run.py
+
+bench-quick: install  ## the same in under 3 minutes (5 s per scenario)
+	$(BIN)/python bench/run.py --quick
 
 # Mutation testing of the money and auth core (docs/mutation.md); slow, so not part of `test`.
 # MUTANTS= limits the run to mutant names (globs), e.g. MUTANTS='sellerdesk.kit.idempotency.*'.

@@ -21,7 +21,7 @@ from fastapi import APIRouter, FastAPI, Request
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import text
 
-from sellerdesk.db import SessionDep
+from sellerdesk.db import PING_AFTER_IDLE_SECONDS, SessionDep
 from sellerdesk.errors import is_database_outage
 from tests.conftest import AppFactory
 from tests.factories import register
@@ -116,6 +116,22 @@ async def test_database_stopped_answers_503_and_the_service_recovers_without_res
         "/api/v1/auth/login", json={"email": user.email, "password": user.password}
     )
     assert again.status_code == 200, again.text
+
+
+@pytest.mark.postgres_only
+async def test_a_database_restarted_while_the_process_was_idle_is_reconnected_silently(
+    outage: Outage,
+) -> None:
+    # No request sees the outage: the pooled connections are dead when the next one arrives,
+    # and the checkout ping of an idle connection replaces them before the request uses them.
+    client = outage.client
+    user = await register(client)
+    assert (await client.get("/api/v1/users/me", headers=user.headers)).status_code == 200
+    await outage.stop_database()
+    await outage.start_database()
+    await asyncio.sleep(PING_AFTER_IDLE_SECONDS)
+    for _ in range(3):
+        assert (await client.get("/api/v1/users/me", headers=user.headers)).status_code == 200
 
 
 @pytest.mark.postgres_only

@@ -6,10 +6,11 @@ import asyncio
 from typing import Any
 
 import pytest
-from limits.aio.storage import MemoryStorage
+from limits.aio.storage import MemoryStorage, Storage
 
 from sellerdesk.errors import RateLimited
 from sellerdesk.kit.ratelimit import Limiter, PaidCallLimits, create_storage
+from tests.conftest import REDIS_URL
 from tests.private_redis import PrivateRedis
 
 
@@ -23,8 +24,18 @@ class BrokenStorage(MemoryStorage):
         raise ConnectionError("store down")
 
 
-async def test_per_payer_limit_refuses_with_whole_seconds_retry_after() -> None:
-    limits = PaidCallLimits(Limiter(MemoryStorage()), "2/minute", "100/minute")
+@pytest.fixture(params=["memory", "redis"])
+def storage(request: pytest.FixtureRequest, redis: Any, redis_prefix: str) -> Storage:
+    """Both stores: this process's memory, and Redis (one Lua script per call)."""
+    if request.param == "memory":
+        return MemoryStorage()
+    if redis is None:
+        pytest.skip("Redis runs with TEST_BACKEND=postgres")
+    return create_storage(REDIS_URL, key_prefix=redis_prefix)
+
+
+async def test_per_payer_limit_refuses_with_whole_seconds_retry_after(storage: Storage) -> None:
+    limits = PaidCallLimits(Limiter(storage), "2/minute", "100/minute")
     assert (await limits.hit("user:1")).headers() == {
         "X-RateLimit-Limit": "2",
         "X-RateLimit-Remaining": "1",
@@ -38,12 +49,23 @@ async def test_per_payer_limit_refuses_with_whole_seconds_retry_after() -> None:
     assert (await limits.hit("user:2")).remaining == 1
 
 
-async def test_global_limit_counts_every_payer() -> None:
-    limits = PaidCallLimits(Limiter(MemoryStorage()), "10/minute", "3/minute")
+async def test_global_limit_counts_every_payer(storage: Storage) -> None:
+    limits = PaidCallLimits(Limiter(storage), "10/minute", "3/minute")
     for payer in ("user:1", "user:2", "key:3"):
         await limits.hit(payer)
-    with pytest.raises(RateLimited):
+    with pytest.raises(RateLimited) as refused:
         await limits.hit("user:4")
+    headers = refused.value.headers or {}
+    assert 1 <= int(headers["Retry-After"]) <= 60
+    assert headers["X-RateLimit-Remaining"] == "9"  # the payer's own call was counted
+    # A payer refused by its own limit is not counted in the global window.
+    limits = PaidCallLimits(Limiter(storage), "1/minute", "1000/minute")
+    await limits.hit("user:9")
+    for _ in range(3):
+        with pytest.raises(RateLimited):
+            await limits.hit("user:9")
+    key = limits.global_limit.key_for("paid", "global")
+    assert (await storage.get_moving_window(key, 1000, 60))[1] == 1
 
 
 async def test_storage_down_fails_open_to_a_per_process_cap() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any
@@ -9,6 +10,7 @@ from typing import Annotated, Any
 import structlog
 from fastapi import Depends, Request
 from sqlalchemy import event
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
@@ -38,11 +40,10 @@ def create_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
         engine = create_async_engine(url, connect_args={"timeout": 30}, hide_parameters=True)
         _configure_sqlite(engine)
         return engine
-    return create_async_engine(
+    engine = create_async_engine(
         url,
         pool_size=settings.DATABASE_POOL_SIZE,
         max_overflow=settings.DATABASE_MAX_OVERFLOW,
-        pool_pre_ping=True,
         connect_args={
             **_asyncpg_args(settings.DATABASE_STATEMENT_CACHE_SIZE),
             "timeout": settings.DATABASE_CONNECT_TIMEOUT_SECONDS,
@@ -50,6 +51,37 @@ def create_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
         },
         hide_parameters=True,
     )
+    _ping_idle_connections(engine)
+    return engine
+
+
+PING_AFTER_IDLE_SECONDS = 1.0
+
+
+def _ping_idle_connections(engine: AsyncEngine) -> None:
+    """Pre-ping only a connection that sat in the pool for a while.
+
+    `pool_pre_ping=True` costs two round trips (BEGIN; ROLLBACK on asyncpg) on every checkout.
+    A connection handed back moments ago is alive; one that was idle may have been cut (server
+    restart, failover, an idle timeout), so it is pinged and, if dead, replaced before the
+    request uses it. A disconnect seen by any statement also invalidates the whole pool
+    (SQLAlchemy's own handling), so connections opened before an outage are never reused.
+    """
+
+    @event.listens_for(engine.sync_engine, "checkin")
+    def _checked_in(_: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine.sync_engine, "checkout")
+    def _checked_out(dbapi_connection: Any, record: Any, _: Any) -> None:
+        idle_since = record.info.pop("idle_since", None)
+        if idle_since is None or time.monotonic() - idle_since < PING_AFTER_IDLE_SECONDS:
+            return
+        try:
+            dbapi_connection.ping()
+        except Exception as exc:
+            # The pool discards this connection and checks out (or opens) another one.
+            raise sa_exc.DisconnectionError() from exc
 
 
 def _asyncpg_args(statement_cache_size: int) -> dict[str, Any]:

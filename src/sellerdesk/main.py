@@ -19,6 +19,7 @@ from sellerdesk.auth.router import router as auth_router
 from sellerdesk.auth.service import AuthContext
 from sellerdesk.auth.supabase import SupabaseVerifier
 from sellerdesk.cart.router import router as cart_router
+from sellerdesk.catalog.cache import NAMESPACE as CATALOG_NAMESPACE
 from sellerdesk.catalog.router import router as catalog_router
 from sellerdesk.config import Settings, get_settings
 from sellerdesk.credits.router import router as credits_router
@@ -28,7 +29,7 @@ from sellerdesk.errors import install_error_handlers
 from sellerdesk.events import DISPATCHER_KEY, OutboxContext
 from sellerdesk.inventory.router import router as inventory_router
 from sellerdesk.kit import metrics
-from sellerdesk.kit.cache import create_cache
+from sellerdesk.kit.cache import CachedReadMiddleware, create_cache
 from sellerdesk.kit.docs import install_docs
 from sellerdesk.kit.iplimit import PerIpLimitMiddleware
 from sellerdesk.kit.logging import configure_logging
@@ -114,6 +115,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_docs(app)
     install_dashboard(app)  # /dashboard: server-rendered pages, not in the OpenAPI document
 
+    # Innermost: cached public catalog pages skip routing and dependencies, not the other layers.
+    app.add_middleware(
+        CachedReadMiddleware,
+        namespace=CATALOG_NAMESPACE,
+        prefixes=(f"{API_PREFIX}/products", f"{API_PREFIX}/categories"),
+    )
     if settings.BACKEND_CORS_ORIGINS:
         app.add_middleware(
             CORSMiddleware,

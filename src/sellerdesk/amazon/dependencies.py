@@ -9,7 +9,7 @@ from fastapi import Depends, Request
 from sellerdesk.amazon.providers import AmazonSource
 
 
-def get_source(request: Request) -> AmazonSource:
+async def get_source(request: Request) -> AmazonSource:
     source: AmazonSource = request.app.state.amazon
     return source
 

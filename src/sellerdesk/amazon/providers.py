@@ -109,8 +109,8 @@ class LocalSource:
     ) -> dict[str, FnskuResult]:
         # A stickerless unit's FNSKU is its ASIN: a catalog product with that ASIN answers it.
         products = await repository.catalog_products(session, [c for c in codes if is_asin(c)])
-        return {
-            asin: FnskuResult(
+        return {  # unvalidated: the values come from our own rows (up to 1,000 per batch)
+            asin: FnskuResult.model_construct(
                 fnsku=asin,
                 asin=asin,
                 sku=product.sku,

@@ -2,12 +2,29 @@
 
 from __future__ import annotations
 
-import anyio.to_thread
+import asyncio
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
 from pwdlib import PasswordHash
 from pwdlib.hashers.argon2 import Argon2Hasher
 from pwdlib.hashers.bcrypt import BcryptHasher
 
 from sellerdesk.config import Settings
+
+T = TypeVar("T")
+
+# Hashes run in these threads only, not in the shared worker threadpool (40 threads): each hash
+# allocates ~19 MiB, and glibc keeps a freed block of that size in the arena of the thread that
+# used it, so hashing in any of 40 threads grew a worker's RSS by hundreds of MiB under a login
+# burst. Two threads keep a core busy (argon2 releases the GIL); more logins queue.
+HASH_THREADS = 2
+_hashing = ThreadPoolExecutor(max_workers=HASH_THREADS, thread_name_prefix="password-hash")
+
+
+async def _off_loop(work: Callable[..., T], *args: object) -> T:
+    return await asyncio.get_running_loop().run_in_executor(_hashing, work, *args)
 
 
 class Passwords:
@@ -23,7 +40,7 @@ class Passwords:
         self._dummy: str | None = None
 
     async def hash(self, password: str) -> str:
-        return await anyio.to_thread.run_sync(self._hash.hash, password)
+        return await _off_loop(self._hash.hash, password)
 
     async def verify(self, password: str, hashed: str | None) -> tuple[bool, str | None]:
         """(valid, new hash when the stored one should be upgraded)."""
@@ -31,6 +48,6 @@ class Passwords:
             # Same work as a real check, so response time does not reveal unknown emails.
             if self._dummy is None:
                 self._dummy = await self.hash("dummy-password-for-timing")
-            await anyio.to_thread.run_sync(self._hash.verify, password, self._dummy)
+            await _off_loop(self._hash.verify, password, self._dummy)
             return False, None
-        return await anyio.to_thread.run_sync(self._hash.verify_and_update, password, hashed)
+        return await _off_loop(self._hash.verify_and_update, password, hashed)

@@ -24,7 +24,7 @@ from sellerdesk.catalog.schemas import (
 )
 from sellerdesk.config import Settings
 from sellerdesk.db import SessionDep
-from sellerdesk.kit.cache import Cache
+from sellerdesk.kit.cache import Cache, request_cache
 from sellerdesk.kit.money import Money
 from sellerdesk.kit.openapi import errors
 from sellerdesk.kit.pagination import Page, PageDep
@@ -33,12 +33,11 @@ from sellerdesk.kit.types import IdPath, QueryText
 router = APIRouter(tags=["catalog"])
 
 
-def _cache(request: Request) -> Cache:
-    cache: Cache = request.app.state.cache
-    return cache
+async def _cache(request: Request) -> Cache:
+    return request_cache(request)
 
 
-def _settings(request: Request) -> Settings:
+async def _settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 

@@ -34,7 +34,7 @@ from sellerdesk.apikeys.dependencies import Payer
 from sellerdesk.apikeys.service import PayerIdentity
 from sellerdesk.credits import service
 from sellerdesk.credits.errors import InsufficientCredits
-from sellerdesk.credits.pricing import PriceBook, price_book
+from sellerdesk.credits.pricing import PriceBook, app_price_book
 from sellerdesk.db import SessionDep, commit
 from sellerdesk.errors import AppError, NotFound
 from sellerdesk.kit import metrics
@@ -75,7 +75,7 @@ class Meter:
         self.response = response
         self.repeat_window: int = request.app.state.settings.CREDITS_REPEAT_WINDOW
         self.limits = paid_call_limits(request)
-        self.prices: PriceBook = price_book(request)
+        self.prices: PriceBook = app_price_book(request)
         self.headers: dict[str, str] = {}
 
     @property
@@ -218,4 +218,11 @@ class Meter:
         self.headers["X-Credits-Remaining"] = str(remaining)
 
 
-MeterDep = Annotated[Meter, Depends(Meter)]
+async def get_meter(
+    request: Request, response: Response, session: SessionDep, payer: Payer
+) -> Meter:
+    # A coroutine, not the class itself: FastAPI runs a sync dependency in its threadpool.
+    return Meter(request, response, session, payer)
+
+
+MeterDep = Annotated[Meter, Depends(get_meter)]

@@ -49,13 +49,18 @@ class PriceBook:
         self._loaded_at = float("-inf")
 
 
-def price_book(request: Request) -> PriceBook:
+def app_price_book(request: Request) -> PriceBook:
     """The app's price book (one per app, created on first use)."""
     book: PriceBook | None = getattr(request.app.state, "price_book", None)
     if book is None:
         book = PriceBook()
         request.app.state.price_book = book
     return book
+
+
+async def price_book(request: Request) -> PriceBook:
+    """The app's price book, as a dependency (a coroutine: no threadpool hop)."""
+    return app_price_book(request)
 
 
 async def active_packs(session: AsyncSession) -> list[CreditPack]:

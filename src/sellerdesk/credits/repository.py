@@ -8,8 +8,10 @@ from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import (
+    ARRAY,
     BigInteger,
     Date,
+    String,
     bindparam,
     delete,
     func,
@@ -219,6 +221,24 @@ _CLAIM_ONE = text(
     bindparam("cutoff", type_=UTCDateTime()),
 )
 
+# A batch on PostgreSQL: the codes as one array parameter, so the statement is compiled once
+# and cached (a VALUES list of 1,000 rows was 4,000 bind parameters compiled on every call).
+# The rows are inserted in the array's order (sorted by the caller: no deadlock).
+_CLAIM_MANY = text(
+    "INSERT INTO credit_paid_lookup (user_id, endpoint, code, paid_at) "
+    "SELECT CAST(:user_id AS bigint), CAST(:endpoint AS text), code, CAST(:now AS timestamptz) "
+    "FROM unnest(CAST(:codes AS text[])) WITH ORDINALITY AS c(code, n) "
+    "ORDER BY n "
+    "ON CONFLICT (user_id, endpoint, code) DO UPDATE SET paid_at = excluded.paid_at "
+    "WHERE credit_paid_lookup.paid_at < :cutoff "
+    "RETURNING code"
+).bindparams(
+    bindparam("user_id", type_=BigInteger()),
+    bindparam("codes", type_=ARRAY(String())),
+    bindparam("now", type_=UTCDateTime()),
+    bindparam("cutoff", type_=UTCDateTime()),
+)
+
 
 class PaidLookupRepository:
     """Markers of codes an account has paid for, behind the repeat window."""
@@ -244,6 +264,10 @@ class PaidLookupRepository:
         if len(codes) == 1:  # the hot path: a statement compiled once and cached
             params = {"user_id": user_id, "endpoint": endpoint, "code": codes[0], "now": now}
             rows = await self.session.execute(_CLAIM_ONE, {**params, "cutoff": cutoff})
+            return [row[0] for row in rows]
+        if self.session.get_bind().dialect.name == "postgresql":
+            params = {"user_id": user_id, "endpoint": endpoint, "codes": list(codes), "now": now}
+            rows = await self.session.execute(_CLAIM_MANY, {**params, "cutoff": cutoff})
             return [row[0] for row in rows]
         stmt: Any = insert_for(self.session, CreditPaidLookup).values(
             [{"user_id": user_id, "endpoint": endpoint, "code": c, "paid_at": now} for c in codes]

@@ -12,7 +12,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import anyio
 import structlog
@@ -308,16 +308,70 @@ class PaidCallLimits:
 
     LOG_EVERY_SECONDS = 10.0
 
+    # Both windows in one round trip, in the lists `limits` keeps for a moving window (newest
+    # first, one timestamp per call): the payer's window is checked and counted, then the
+    # global one, then what is left of the payer's window is read. Returns {refused by (0 none,
+    # 1 payer, 2 global), calls in the payer's window, oldest entry of the refusing window}.
+    _HIT_SCRIPT = """
+local now = tonumber(ARGV[1])
+local function full(key, limit, expiry)
+  local entry = redis.call('LINDEX', key, limit - 1)
+  return entry and tonumber(entry) >= now - expiry
+end
+local function window(key, limit, expiry)
+  local low, high, found = 0, limit - 1, nil
+  while low <= high do
+    local mid = math.floor((low + high) / 2)
+    local value = tonumber(redis.call('LINDEX', key, mid))
+    if value and value >= now - expiry then
+      found = mid
+      low = mid + 1
+    else
+      high = mid - 1
+    end
+  end
+  if found == nil then
+    return 0, tostring(now)
+  end
+  return found + 1, redis.call('LINDEX', key, found)
+end
+local function push(key, limit, expiry)
+  redis.call('LPUSH', key, ARGV[1])
+  redis.call('LTRIM', key, 0, limit - 1)
+  redis.call('EXPIRE', key, expiry)
+end
+local limit, expiry = tonumber(ARGV[2]), tonumber(ARGV[3])
+local global_limit, global_expiry = tonumber(ARGV[4]), tonumber(ARGV[5])
+if full(KEYS[1], limit, expiry) then
+  local count, oldest = window(KEYS[1], limit, expiry)
+  return {1, count, oldest}
+end
+push(KEYS[1], limit, expiry)
+local count = window(KEYS[1], limit, expiry)
+if full(KEYS[2], global_limit, global_expiry) then
+  local _, oldest = window(KEYS[2], global_limit, global_expiry)
+  return {2, count, oldest}
+end
+push(KEYS[2], global_limit, global_expiry)
+return {0, count, '0'}
+"""
+
     def __init__(self, limiter: Limiter, per_payer: str, global_limit: str) -> None:
         self.limiter = limiter
         self.per_payer = parse(per_payer)
         self.global_limit = parse(global_limit)
         self.fallback = Limiter(MemoryStorage())
         self._logged_at = float("-inf")
+        self._script: Any = None
+        if isinstance(limiter.storage, RedisStorage):
+            bridge: Any = limiter.storage.bridge  # redis-py's: its connection and key prefix
+            self._script = bridge.get_connection().register_script(self._HIT_SCRIPT)
 
     async def hit(self, payer: str) -> Quota:
         """Count one call of `payer`; 429 with `Retry-After` when over either limit."""
         try:
+            if self._script is not None:
+                return await self._hit_redis(payer)
             return await self._hit(self.limiter, payer)
         except RateLimited:
             raise
@@ -326,6 +380,24 @@ class PaidCallLimits:
                 self._logged_at = time.monotonic()
                 log.error("paid_rate_limit_storage_unavailable", error=type(exc).__name__)
             return await self._hit(self.fallback, payer)
+
+    async def _hit_redis(self, payer: str) -> Quota:
+        """`_hit` in one Lua script: the same lists, counts and refusals, one round trip."""
+        bridge = self.limiter.storage.bridge  # type: ignore[attr-defined]
+        mine, every = self.per_payer, self.global_limit
+        keys = [
+            bridge.prefixed_key(mine.key_for("paid", payer)),
+            bridge.prefixed_key(every.key_for("paid", "global")),
+        ]
+        now = time.time()
+        args = [now, mine.amount, mine.get_expiry(), every.amount, every.get_expiry()]
+        refused, count, oldest = await self._script(keys=keys, args=args)
+        quota = Quota(mine.amount, mine.amount - int(count))
+        if int(refused) == 0:
+            return quota
+        expiry = mine.get_expiry() if int(refused) == 1 else every.get_expiry()
+        retry = max(1, math.ceil(float(oldest) + expiry - now))
+        raise self._refused(retry, Quota(mine.amount, 0) if int(refused) == 1 else quota)
 
     async def _hit(self, limiter: Limiter, payer: str) -> Quota:
         strategy = limiter.strategy
