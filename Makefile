@@ -77,11 +77,19 @@ swagger-ui:  ## vendor Swagger UI's assets from npm's swagger-ui-dist (SWAGGER_U
 	rm -rf /tmp/sellerdesk-swagger-ui
 
 # bench/run.py: one API process (core 0) against a bare FastAPI app, driven by wrk (core 1) on
-# PostgreSQL + Redis; writes bench/RESULTS.md. Needs `wrk` (apt-get install -y wrk).
+# PostgreSQL + Redis; writes bench/RESULTS.md. wrk comes from Debian's packages: installed here
+# when missing and we are root (as .ci/run installs Chromium), otherwise named.
+WRK_INSTALL = command -v wrk >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] \
+	&& DEBIAN_FRONTEND=noninteractive apt-get update -qq \
+	&& DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; } \
+	|| { echo "bench: wrk is missing: apt-get install -y wrk" >&2; exit 1; }
+
 bench: install  ## full benchmark (15 s per scenario)
+	$(WRK_INSTALL)
 	$(BIN)/python bench/run.py
 
 bench-quick: install  ## the same in under 3 minutes (5 s per scenario)
+	$(WRK_INSTALL)
 	$(BIN)/python bench/run.py --quick
 
 # Mutation testing of the money and auth core (docs/mutation.md); slow, so not part of `test`.
