@@ -270,8 +270,8 @@ async def mark_stale(session: AsyncSession, event: Event) -> None:
     no longer holds — read that day live until the job rolls it again. The marker is written
     in the order's own transaction, so a rollup computed while it commits is caught next run."""
     order_id = event.payload.get("order_id")
-    if not isinstance(order_id, int):
-        return
+    if not isinstance(order_id, int) or event.payload.get("unpaid"):
+        return  # an unpaid order sold nothing, and its day is not rolled while it is pending
     day = await orders_service.placed_on(session, order_id)
     if day is None or day >= utcnow().date():
         return  # today is always read live
