@@ -35,7 +35,7 @@ class Row:
     """What an ORM row looks like to a response model: attributes, one of them not exposed."""
 
     def __init__(self) -> None:
-        self.itemName = "Crème brûlée"  # noqa: N815 - read by the alias
+        self.itemName = "Crème brûlée"  # read through the alias
         self.count = 2
         self.secret = "not in the model"
 
