@@ -10,11 +10,13 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 import httpx
+import pytest
 from fastapi import FastAPI
 from sqlalchemy import func, select, update
 
 from sellerdesk.kit.idempotency import (
     KEY_TTL,
+    IdempotencyConflict,
     StoredResponse,
     claim_key,
     purge_expired_keys,
@@ -112,3 +114,17 @@ async def test_purge_removes_only_keys_strictly_older_than_24h(app: FastAPI) -> 
     async with app.state.sessionmaker() as session:
         left = set(await session.scalars(select(IdempotencyKey.key)))
     assert left == {"edge", "young"}
+
+
+async def test_a_request_whose_claim_was_taken_over_is_told_to_retry(app: FastAPI) -> None:
+    buyer = await make_user(app)
+    async with app.state.sessionmaker() as session:
+        slow = await claim_key(session, buyer.id, "over", FINGERPRINT, lease=LEASE)
+        assert slow.claimed_at is not None
+        await claim_key(
+            session, buyer.id, "over", FINGERPRINT, lease=LEASE, now=slow.claimed_at + LEASE
+        )
+        with pytest.raises(IdempotencyConflict) as refused:
+            await store_response(session, slow, StoredResponse(201, b"{}", {}))
+    assert refused.value.status_code == 409
+    assert refused.value.message == "This request's Idempotency-Key was taken over; retry it."

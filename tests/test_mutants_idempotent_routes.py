@@ -9,15 +9,16 @@ response model, a `Response` of the route's own) were held by no test; the mutat
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import httpx
 import pytest
-from fastapi import APIRouter, FastAPI, Response
+from fastapi import APIRouter, Depends, FastAPI, Response
 from pydantic import BaseModel, Field
 
 from sellerdesk.auth.dependencies import CurrentUser
 from sellerdesk.kit.idempotency import idempotent
+from sellerdesk.models import User
 from tests.orders_factories import make_user
 
 router = APIRouter(prefix="/test-idempotent")
@@ -73,6 +74,23 @@ async def raw_keyed(user: CurrentUser) -> Response:
     return response
 
 
+class Owner:
+    """A caller known only through `.user` (the decorator's third way to find the user)."""
+
+    def __init__(self, user: User) -> None:
+        self.user = user
+
+
+async def get_owner(user: CurrentUser) -> Owner:
+    return Owner(user)
+
+
+@router.post("/owner-key", response_model=None)
+@idempotent(user_param="owner")
+async def owner_keyed(owner: Annotated[Owner, Depends(get_owner)]) -> Any:
+    return {"user_id": owner.user.id}
+
+
 @pytest.fixture
 async def app(app: FastAPI) -> FastAPI:
     app.include_router(router)
@@ -119,3 +137,16 @@ async def test_a_response_of_the_route_is_replayed_with_its_headers_but_not_its_
         assert answer.headers["content-type"].startswith("text/plain")
     assert replay.headers["Idempotent-Replayed"] == "true"
     assert "set-cookie" not in replay.headers  # a replay never hands out the first one's cookie
+
+
+async def test_a_caller_found_through_its_user_keys_the_requests_per_user(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    alice, bob = await make_user(app), await make_user(app)
+    for _ in range(2):  # the second round replays each user's own answer
+        for user in (alice, bob):
+            answer = await client.post(
+                "/test-idempotent/owner-key", headers={**user.headers, "Idempotency-Key": "same"}
+            )
+            assert answer.status_code == 200, answer.text
+            assert answer.json() == {"user_id": user.id}
