@@ -128,3 +128,19 @@ async def test_a_request_whose_claim_was_taken_over_is_told_to_retry(app: FastAP
             await store_response(session, slow, StoredResponse(201, b"{}", {}))
     assert refused.value.status_code == 409
     assert refused.value.message == "This request's Idempotency-Key was taken over; retry it."
+
+
+async def test_taking_over_a_key_leaves_other_users_slow_requests_alone(app: FastAPI) -> None:
+    alice, bob = await make_user(app), await make_user(app)
+    async with app.state.sessionmaker() as session:
+        slow_bob = await claim_key(session, bob.id, "k", FINGERPRINT, lease=LEASE)
+        old_alice = await claim_key(session, alice.id, "k", FINGERPRINT, lease=LEASE)
+        assert old_alice.claimed_at is not None
+        # Both claims outlived the lease; only Alice retries, and takes her own key over.
+        retry = await claim_key(
+            session, alice.id, "k", FINGERPRINT, lease=LEASE, now=old_alice.claimed_at + LEASE
+        )
+        assert retry.row_id is not None and retry.replay is None
+        # Bob's request is still running: its answer is stored as usual.
+        await store_response(session, slow_bob, StoredResponse(201, b"{}", {}))
+        await session.commit()
