@@ -74,6 +74,24 @@ async def raw_keyed(user: CurrentUser) -> Response:
     return response
 
 
+@router.post("/empty-key", response_model=None)
+@idempotent
+async def empty_keyed(user: CurrentUser) -> Response:
+    return Response(b"", media_type="text/plain")
+
+
+async def note(response: Response) -> None:
+    """A dependency writing on the response, as the paid routes' meter does."""
+    response.headers["X-Note"] = "kept"
+    response.set_cookie("seen", "1")
+
+
+@router.post("/cookie-key", status_code=201, response_model=Item)
+@idempotent
+async def cookie_keyed(user: CurrentUser, _: Annotated[None, Depends(note)]) -> Any:
+    return Row()
+
+
 class Owner:
     """A caller known only through `.user` (the decorator's third way to find the user)."""
 
@@ -150,3 +168,26 @@ async def test_a_caller_found_through_its_user_keys_the_requests_per_user(
             )
             assert answer.status_code == 200, answer.text
             assert answer.json() == {"user_id": user.id}
+
+
+async def test_an_empty_answer_is_replayed_empty(app: FastAPI, client: httpx.AsyncClient) -> None:
+    user = await make_user(app)
+    keyed = {**user.headers, "Idempotency-Key": "empty-1"}
+    first = await client.post("/test-idempotent/empty-key", headers=keyed)
+    replay = await client.post("/test-idempotent/empty-key", headers=keyed)
+    assert first.status_code == replay.status_code == 200
+    assert replay.headers["Idempotent-Replayed"] == "true"
+    assert first.content == replay.content == b""
+
+
+async def test_headers_a_route_sets_are_replayed_but_not_its_cookie(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    user = await make_user(app)
+    keyed = {**user.headers, "Idempotency-Key": "cookie-1"}
+    await client.post("/test-idempotent/cookie-key", headers=keyed)
+    replay = await client.post("/test-idempotent/cookie-key", headers=keyed)
+    assert replay.status_code == 201
+    assert replay.headers["X-Note"] == "kept"
+    assert replay.headers["content-type"] == "application/json"
+    assert "set-cookie" not in replay.headers
