@@ -54,3 +54,23 @@ async def test_an_unknown_product_is_named_in_the_404(
     for answer in answers:
         assert answer.status_code == 404
         assert answer.json() == {"error": "not_found", "message": "Product not found."}
+
+
+async def test_a_refused_adjustment_says_which_bound_it_hit(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    admin = await make_user(app, admin=True)
+    for stock, delta, message in (
+        (10, -11, "Stock cannot go below 0."),
+        (2**31 - 100, 1000, "Stock cannot exceed 2147483647."),
+    ):
+        product = await make_product(app, stock=stock)
+        answer = await client.post(
+            f"/api/v1/admin/inventory/{product}/adjust",
+            json={"delta": delta, "reason": "count"},
+            headers=admin.headers,
+        )
+        assert answer.status_code == 409
+        assert answer.json()["message"] == message
+        details = {"product_id": product, "delta": delta, "available": stock}
+        assert answer.json()["details"] == details
