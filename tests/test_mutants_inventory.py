@@ -6,7 +6,14 @@ from __future__ import annotations
 import httpx
 from fastapi import FastAPI
 
-from tests.orders_factories import make_product, make_user
+from tests.orders_factories import (
+    checkout,
+    make_product,
+    make_user,
+    place_order,
+    put_in_cart,
+    stock_of,
+)
 
 LOW = "/api/v1/admin/inventory/low-stock"
 
@@ -74,3 +81,54 @@ async def test_a_refused_adjustment_says_which_bound_it_hit(
         assert answer.json()["message"] == message
         details = {"product_id": product, "delta": delta, "available": stock}
         assert answer.json()["details"] == details
+
+
+async def test_stock_can_be_raised_to_the_column_maximum(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    admin = await make_user(app, admin=True)
+    product = await make_product(app, stock=2**31 - 11)
+    answer = await client.post(
+        f"/api/v1/admin/inventory/{product}/adjust",
+        json={"delta": 10, "reason": "count"},
+        headers=admin.headers,
+    )
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["stock_quantity"] == 2**31 - 1
+
+
+async def test_order_and_cancel_movements_name_the_buyer(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    admin, buyer = await make_user(app, admin=True), await make_user(app)
+    product = await make_product(app, stock=5)
+    order = await place_order(client, buyer, product, 2)
+    cancel = await client.post(f"/api/v1/orders/{order['id']}/cancel", headers=buyer.headers)
+    assert cancel.status_code == 200, cancel.text
+    url = f"/api/v1/admin/inventory/{product}/movements"
+    items = (await client.get(url, headers=admin.headers)).json()["items"]
+    assert [(m["reason"], m["user_id"]) for m in items] == [
+        ("cancel", buyer.id),
+        ("order", buyer.id),
+    ]
+
+
+async def test_a_cancel_returns_every_line_it_can(app: FastAPI, client: httpx.AsyncClient) -> None:
+    admin, buyer = await make_user(app, admin=True), await make_user(app)
+    full = await make_product(app, stock=2**31 - 1 - 500)
+    other = await make_product(app, stock=10)
+    await put_in_cart(client, buyer, full, 2)
+    await put_in_cart(client, buyer, other, 3)
+    placed = await checkout(client, buyer)
+    assert placed.status_code == 201, placed.text
+    order = placed.json()
+    # Meanwhile the first product was restocked to the column's maximum: its 2 cannot go back.
+    await client.post(
+        f"/api/v1/admin/inventory/{full}/adjust",
+        json={"delta": 502, "reason": "count"},
+        headers=admin.headers,
+    )
+    cancel = await client.post(f"/api/v1/orders/{order['id']}/cancel", headers=buyer.headers)
+    assert cancel.status_code == 200, cancel.text
+    assert await stock_of(app, full) == 2**31 - 1
+    assert await stock_of(app, other) == 10
