@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import httpx
 from fastapi import FastAPI
+from sqlalchemy import select
 
+from sellerdesk.models import DomainEvent
 from tests.orders_factories import (
     checkout,
     make_product,
@@ -132,3 +134,14 @@ async def test_a_cancel_returns_every_line_it_can(app: FastAPI, client: httpx.As
     assert cancel.status_code == 200, cancel.text
     assert await stock_of(app, full) == 2**31 - 1
     assert await stock_of(app, other) == 10
+
+
+async def test_an_order_from_exactly_the_threshold_does_not_warn_again(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    buyer = await make_user(app)
+    product = await make_product(app, stock=2, threshold=2)  # already at the threshold
+    await place_order(client, buyer, product, 1)
+    async with app.state.sessionmaker() as session:
+        kinds = list(await session.scalars(select(DomainEvent.kind)))
+    assert "low_stock" not in kinds
