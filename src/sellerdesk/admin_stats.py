@@ -33,7 +33,7 @@ from sellerdesk.auth.dependencies import AdminUser
 from sellerdesk.credits import service as credits_service
 from sellerdesk.db import SessionDep, insert_for
 from sellerdesk.events import Event
-from sellerdesk.kit.dates import DayRange, DayRangeDep
+from sellerdesk.kit.dates import DayRange, DayRangeDep, as_date
 from sellerdesk.kit.money import Money, SignedMoney
 from sellerdesk.kit.openapi import errors
 from sellerdesk.kit.types import OutputModel
@@ -96,10 +96,14 @@ class DayFigures:
 Sales = dict[int, tuple[int, Decimal]]  # product id → (units, revenue)
 
 
-async def _live(
+def _money(value: object) -> Decimal:
+    return Decimal(str(value)).quantize(CENT)  # through text: SQLite hands back floats
+
+
+async def _live_figures(
     session: AsyncSession, days: DayRange, currency: str
-) -> tuple[dict[date, DayFigures], dict[date, Sales]]:
-    """The figures and sales of `days` computed from the domains' own rows."""
+) -> dict[date, DayFigures]:
+    """The figures of `days` computed from the domains' own rows."""
     figures = {day: DayFigures() for day in days.days}
     for day, placed in (await orders_service.placed_per_day(session, days)).items():
         figures[day].orders = placed
@@ -107,10 +111,7 @@ async def _live(
         figures[day].captured, figures[day].refunded = money.captured, money.refunded
     for day, sold in (await credits_service.credits_sold_per_day(session, days)).items():
         figures[day].credits_sold = sold
-    sales: dict[date, Sales] = defaultdict(dict)
-    for line in await orders_service.sales_per_day(session, days):
-        sales[line.day][line.product_id] = (line.units, line.revenue)
-    return figures, sales
+    return figures
 
 
 def _spans(days: list[date]) -> list[DayRange]:
@@ -126,8 +127,14 @@ def _spans(days: list[date]) -> list[DayRange]:
 
 async def _rolled(session: AsyncSession, days: DayRange, currency: str) -> dict[date, DayFigures]:
     stale = select(StaleDay.day)
-    rows = await session.scalars(
-        select(RolledDay).where(
+    rows = await session.execute(
+        select(
+            RolledDay.day,
+            RolledDay.orders,
+            RolledDay.captured,
+            RolledDay.refunded,
+            RolledDay.credits_sold,
+        ).where(
             RolledDay.currency == currency,
             RolledDay.day >= days.first,
             RolledDay.day <= days.last,
@@ -135,8 +142,8 @@ async def _rolled(session: AsyncSession, days: DayRange, currency: str) -> dict[
         )
     )
     return {
-        row.day: DayFigures(row.orders, row.captured, row.refunded, row.credits_sold)
-        for row in rows
+        as_date(day): DayFigures(orders, _money(captured), _money(refunded), int(credits_sold))
+        for day, orders, captured, refunded, credits_sold in rows
     }
 
 
@@ -160,12 +167,11 @@ async def store_stats(session: AsyncSession, days: DayRange, currency: str) -> S
     figures = await _rolled(session, days, currency)
     sales = await _rolled_sales(session, sorted(figures))
     for span in _spans([day for day in days.days if day not in figures]):
-        live, live_sales = await _live(session, span, currency)
-        figures.update(live)
-        for day_sales in live_sales.values():
-            for product_id, (units, revenue) in day_sales.items():
-                had_units, had_revenue = sales.get(product_id, (0, ZERO))
-                sales[product_id] = (had_units + units, had_revenue + revenue)
+        figures.update(await _live_figures(session, span, currency))
+        live_sales = await orders_service.sales_per_product(session, span)
+        for product_id, (units, revenue) in live_sales.items():
+            had_units, had_revenue = sales.get(product_id, (0, ZERO))
+            sales[product_id] = (had_units + units, had_revenue + revenue)
     best = sorted(sales.items(), key=lambda item: (-item[1][1], item[0]))[:TOP_PRODUCTS]
     names = await orders_service.product_names(session, [product_id for product_id, _ in best])
     return StoreStats(
@@ -230,7 +236,10 @@ async def roll_up_stats(
         if not todo:
             return 0
         span = DayRange(todo[0], todo[-1])
-        figures, sales = await _live(session, span, currency)
+        figures = await _live_figures(session, span, currency)
+        sales: dict[date, Sales] = defaultdict(dict)
+        for line in await orders_service.sales_per_day(session, span):
+            sales[line.day][line.product_id] = (line.units, line.revenue)
         await session.execute(delete(RolledDay).where(RolledDay.day.in_(todo)))
         await session.execute(delete(RolledDaySales).where(RolledDaySales.day.in_(todo)))
         for day in stale.intersection(todo):  # unless marked again meanwhile

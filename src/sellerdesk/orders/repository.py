@@ -146,9 +146,8 @@ class OrderRepository:
         )
         return {as_date(d): int(n) for d, n in rows}
 
-    async def sales_per_day(self, days: DayRange) -> list[DaySales]:
-        """Units and revenue per UTC day and product in the sold orders placed in the range."""
-        day = utc_day(Order.created_at)
+    def _in_sold_orders(self, days: DayRange) -> Any:
+        """Order lines of the sold orders placed in the range (a WHERE clause)."""
         sold = (
             select(Order.id)
             .where(
@@ -160,11 +159,26 @@ class OrderRepository:
         )
         # PostgreSQL: `order_id = ANY(ARRAY(SELECT ...))` probes the lines' order_id index once
         # per sold order; a join or IN would hash the whole order_item table instead.
-        in_sold = (
-            OrderItem.order_id == any_(func.array(sold))
-            if self.session.get_bind().dialect.name == "postgresql"
-            else OrderItem.order_id.in_(sold)
+        if self.session.get_bind().dialect.name == "postgresql":
+            return OrderItem.order_id == any_(func.array(sold))
+        return OrderItem.order_id.in_(sold)
+
+    async def sales_per_product(self, days: DayRange) -> dict[int, tuple[int, Decimal]]:
+        """Units and revenue per product in the sold orders placed in the range."""
+        rows = await self.session.execute(
+            select(
+                OrderItem.product_id, func.sum(OrderItem.quantity), func.sum(OrderItem.line_total)
+            )
+            .where(self._in_sold_orders(days))
+            .group_by(OrderItem.product_id)
         )
+        return {
+            int(pid): (int(units), Decimal(str(total)).quantize(CENT)) for pid, units, total in rows
+        }
+
+    async def sales_per_day(self, days: DayRange) -> list[DaySales]:
+        """Units and revenue per UTC day and product in the sold orders placed in the range."""
+        day = utc_day(Order.created_at)
         rows = await self.session.execute(
             select(
                 day,
@@ -173,7 +187,7 @@ class OrderRepository:
                 func.sum(OrderItem.line_total),
             )
             .join(Order, Order.id == OrderItem.order_id)
-            .where(in_sold)
+            .where(self._in_sold_orders(days))
             .group_by(day, OrderItem.product_id)
         )
         return [

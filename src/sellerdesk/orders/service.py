@@ -124,6 +124,14 @@ async def placed_per_day(session: AsyncSession, days: DayRange) -> dict[date, in
     return await OrderRepository(session).placed_per_day(days)
 
 
+async def sales_per_product(
+    session: AsyncSession, days: DayRange
+) -> dict[int, tuple[int, Decimal]]:
+    """Units and revenue per product in the paid, shipped or delivered orders placed in the
+    range (cancelled and fully refunded orders sold nothing)."""
+    return await OrderRepository(session).sales_per_product(days)
+
+
 async def sales_per_day(session: AsyncSession, days: DayRange) -> list[DaySales]:
     """Units and revenue per UTC day and product in the paid, shipped or delivered orders placed
     in the range (cancelled and fully refunded orders sold nothing)."""
