@@ -35,11 +35,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from sellerdesk.models import Product
 from sellerdesk.seed import DEMO_ADMIN
 from tests.conftest import _create_pg_database, is_postgres
 from tests.live_server import SELLERDESK, Server, cli, environment
+from tests.orders_factories import ADDRESS
 from tests.private_redis import PrivateRedis, free_port
 
 PASSWORD = "reliability-password-1"
@@ -285,6 +288,18 @@ class Stack:
         finally:
             await engine.dispose()
 
+    async def stocked_products(self, limit: int = 10) -> list[int]:
+        """Ids of active products with stock to spare (the seeded demo catalog)."""
+        async with self.engine() as engine, engine.connect() as conn:
+            return list(
+                await conn.scalars(
+                    select(Product.id)
+                    .where(Product.stock_quantity >= 50, Product.is_active.is_(True))
+                    .order_by(Product.id)
+                    .limit(limit)
+                )
+            )
+
     async def check(self) -> dict[str, Any]:
         """`sellerdesk check --json`: the invariants report (exit 0 or 1, not 2)."""
         done = await asyncio.to_thread(
@@ -382,14 +397,6 @@ async def run_mix(
 
 # --------------------------------------------------------------------------- flows
 # What customers do, request by request, each request counted under its own name.
-
-ADDRESS = {
-    "name": "Ada Lovelace",
-    "line1": "12 St James's Square",
-    "city": "London",
-    "postal_code": "SW1Y 4JH",
-    "country": "GB",
-}
 
 
 async def place_order(

@@ -20,7 +20,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from sellerdesk.credits import service as credits_service
-from sellerdesk.models import CreditAccount, CreditCharge, Order, Product
+from sellerdesk.models import CreditAccount, CreditCharge, Order
 from tests.conftest import make_settings
 from tests.fakes.spapi import catalog_item, serve_fake
 from tests.orders_factories import ADDRESS
@@ -60,15 +60,7 @@ async def test_sigkill_of_a_server_during_checkouts_and_paid_calls(figures: Figu
         }
         async with Stack.open("kill", **settings) as stack:
             victim = await stack.serve()
-            async with stack.engine() as engine, engine.connect() as conn:
-                stocked = list(
-                    await conn.scalars(
-                        select(Product.id)
-                        .where(Product.stock_quantity >= 50, Product.is_active.is_(True))
-                        .order_by(Product.id)
-                        .limit(10)
-                    )
-                )
+            stocked = await stack.stocked_products()
             tally = Tally()
             async with client(victim) as http:
                 await stack.login_admin(http)

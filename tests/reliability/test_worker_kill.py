@@ -17,7 +17,7 @@ from collections import Counter
 import pytest
 from sqlalchemy import func, select
 
-from sellerdesk.models import DomainEvent, Product
+from sellerdesk.models import DomainEvent
 from sellerdesk.notifications.emails import HANDLERS
 from tests.reliability.harness import (
     Figures,
@@ -54,15 +54,7 @@ async def test_sigkill_of_the_worker_mid_task_each_event_handled_once(
         server = await stack.serve()
         first = stack.start("worker", "--pool", "solo")
         stack.start("beat", "--schedule-file", str(stack.folder / "beat-schedule"))
-        async with stack.engine() as engine, engine.connect() as conn:
-            stocked = list(
-                await conn.scalars(
-                    select(Product.id)
-                    .where(Product.stock_quantity >= 50, Product.is_active.is_(True))
-                    .order_by(Product.id)
-                    .limit(10)
-                )
-            )
+        stocked = await stack.stocked_products()
         tally = Tally()
         async with client(server) as http:
             await stack.login_admin(http)
