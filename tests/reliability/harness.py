@@ -35,10 +35,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from sellerdesk.models import Product
+from sellerdesk.models import DomainEvent, Product
 from sellerdesk.seed import DEMO_ADMIN
 from tests.conftest import _create_pg_database, is_postgres
 from tests.live_server import SELLERDESK, Server, cli, environment
@@ -299,6 +299,23 @@ class Stack:
                     .limit(limit)
                 )
             )
+
+    async def outbox_drained(self, within: float = 120) -> float:
+        """Wait until every outbox event is done; the seconds it took (fails with the logs)."""
+
+        async def drained() -> bool:
+            async with self.engine() as engine, engine.connect() as conn:
+                left = await conn.scalar(
+                    select(func.count())
+                    .select_from(DomainEvent)
+                    .where(DomainEvent.status != "done")
+                )
+            return left == 0
+
+        try:
+            return await until(drained, within, "every outbox event done", step=0.5)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{self.logs()}") from exc
 
     async def check(self) -> dict[str, Any]:
         """`sellerdesk check --json`: the invariants report (exit 0 or 1, not 2)."""

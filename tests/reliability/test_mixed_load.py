@@ -36,7 +36,6 @@ from tests.reliability.harness import (
     place_order,
     run_mix,
     start_payment,
-    until,
 )
 from tests.stripe_fixtures import WEBHOOK_SECRET, event, intent_object, signed
 
@@ -251,19 +250,7 @@ async def test_mixed_load_on_two_processes_and_a_worker_keeps_every_invariant(
             )
             elapsed = time.monotonic() - started
 
-            async def drained() -> bool:
-                async with stack.engine() as engine, engine.connect() as conn:
-                    left = await conn.scalar(
-                        select(func.count())
-                        .select_from(DomainEvent)
-                        .where(DomainEvent.status != "done")
-                    )
-                return left == 0
-
-            try:
-                drain = await until(drained, 120, "every outbox event done", step=0.5)
-            except AssertionError as exc:
-                raise AssertionError(f"{exc}\n{stack.logs()}") from exc
+            drain = await stack.outbox_drained()
 
         report = await stack.check()
         async with stack.engine() as engine, engine.connect() as conn:

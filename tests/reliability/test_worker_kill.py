@@ -15,7 +15,7 @@ import time
 from collections import Counter
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from sellerdesk.models import DomainEvent
 from sellerdesk.notifications.emails import HANDLERS
@@ -82,19 +82,7 @@ async def test_sigkill_of_the_worker_mid_task_each_event_handled_once(
             await asyncio.gather(*(shop(headers) for _, _, headers in buyers[half:]))
             stack.start("worker", "--pool", "threads", "--concurrency", "2")
 
-            async def settled() -> bool:
-                async with stack.engine() as engine, engine.connect() as conn:
-                    pending = await conn.scalar(
-                        select(func.count())
-                        .select_from(DomainEvent)
-                        .where(DomainEvent.status != "done")
-                    )
-                return pending == 0
-
-            try:
-                drained = await until(settled, 120, "every outbox event done", step=0.5)
-            except AssertionError as exc:
-                raise AssertionError(f"{exc}\n{stack.logs()}") from exc
+            drained = await stack.outbox_drained()
             drained_after_kill = time.monotonic() - killed_at
             await asyncio.sleep(2)  # nothing else trickles in
 
