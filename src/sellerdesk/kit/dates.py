@@ -8,6 +8,8 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Any
 
 from fastapi import Depends, Query
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
@@ -120,3 +122,11 @@ def as_date(value: Any) -> date:
     if isinstance(value, date):
         return value
     return date.fromisoformat(str(value)[:10])
+
+
+async def days_having(session: AsyncSession, stamp: Any, days: DayRange, *where: Any) -> set[date]:
+    """The days of the range on which some row matching `where` has its timestamp `stamp`."""
+    rows = await session.scalars(
+        select(utc_day(stamp)).where(stamp >= days.start, stamp < days.end, *where).distinct()
+    )
+    return {as_date(day) for day in rows}

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
-from sellerdesk.kit.dates import DayRange, as_date, utc_day
+from sellerdesk.kit.dates import DayRange, as_date, days_having, utc_day
 from sellerdesk.models import Order, OrderItem, Product
 from sellerdesk.models.base import utcnow
 
@@ -197,17 +197,7 @@ class OrderRepository:
 
     async def days_with_pending(self, days: DayRange) -> set[date]:
         """The days of the range on which an order placed is still pending (unpaid)."""
-        day = utc_day(Order.created_at)
-        rows = await self.session.scalars(
-            select(day)
-            .where(
-                Order.status == "pending",
-                Order.created_at >= days.start,
-                Order.created_at < days.end,
-            )
-            .distinct()
-        )
-        return {as_date(d) for d in rows}
+        return await days_having(self.session, Order.created_at, days, Order.status == "pending")
 
     async def placed_on(self, order_id: int) -> date | None:
         """The UTC day an order was placed."""

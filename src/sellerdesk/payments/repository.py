@@ -12,7 +12,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sellerdesk.db import insert_for
-from sellerdesk.kit.dates import DayRange, as_date, utc_day
+from sellerdesk.kit.dates import DayRange, as_date, days_having, utc_day
 from sellerdesk.models import Payment, Refund, WebhookEvent
 from sellerdesk.models.base import utcnow
 
@@ -336,14 +336,4 @@ async def refunded_per_day(
 
 async def days_with_pending_refunds(session: AsyncSession, days: DayRange) -> set[date]:
     """Days of the range with a refund still in flight (its money not yet counted or dropped)."""
-    day = utc_day(Refund.created_at)
-    rows = await session.scalars(
-        select(day)
-        .where(
-            Refund.status == "pending",
-            Refund.created_at >= days.start,
-            Refund.created_at < days.end,
-        )
-        .distinct()
-    )
-    return {as_date(d) for d in rows}
+    return await days_having(session, Refund.created_at, days, Refund.status == "pending")
