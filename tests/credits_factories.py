@@ -79,7 +79,10 @@ async def paid_batch(body: BatchQuery, meter: MeterDep) -> dict[str, Any]:
 class GatedSource(LocalSource):
     """The local source; the next `hold` product lookups wait at the gate, then run `then`.
 
-    `entered` is set once all of them are waiting there."""
+    `entered` is set once all of them are waiting there. It stands for a slow upstream, so the
+    paid routes charge before its lookups, as they do for SP-API."""
+
+    calls_upstream = True
 
     def __init__(self) -> None:
         self.hold = 0

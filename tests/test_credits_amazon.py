@@ -9,7 +9,9 @@ from contextlib import aclosing
 import httpx
 import pytest
 from fastapi import FastAPI
+from sqlalchemy import event, select
 
+from sellerdesk.models import CreditCharge
 from tests.conftest import AppFactory
 from tests.credits_factories import (
     assert_ledger_consistent,
@@ -86,8 +88,10 @@ async def test_fnsku_conversion_is_charged_once_and_repeats_are_free(
         invalid = await client.post(FNSKU, json={"fnsku": "nope"}, headers=user.headers)
         assert invalid.status_code == 422
         assert await balance(client, user) == 9
+        # The local source answers from the database, in the transaction that charges: the
+        # unknown code wrote nothing at all (no charge and refund pair).
         kinds = [(e.kind, e.amount) for e in await ledger(app, user.id)]
-        assert kinds == [("grant", 10), ("charge", -1), ("charge", -1), ("refund", 1)]
+        assert kinds == [("grant", 10), ("charge", -1)]
     await assert_ledger_consistent(app)
 
 
@@ -105,6 +109,34 @@ async def test_asin_lookup_costs_its_price_and_unknown_asin_is_free(make_app: Ap
         assert await balance(client, user) == 7
         none = await client.post(ASIN, json={"asin": asin(2)})
         assert (none.status_code, none.json()["error"]) == (401, "not_authenticated")
+    await assert_ledger_consistent(app)
+
+
+async def test_a_local_paid_call_is_one_transaction_and_a_miss_writes_nothing(
+    make_app: AppFactory,
+) -> None:
+    app, client, _, user = await funded(make_app, 10)
+    commits: list[int] = []
+    event.listen(app.state.engine.sync_engine, "commit", lambda _conn: commits.append(1))
+    async with aclosing(client):
+        found = await client.post(FNSKU, json={"fnsku": fnsku(1)}, headers=user.headers)
+        assert (found.status_code, found.headers["X-Credits-Charged"]) == (200, "1")
+        assert len(commits) == 1  # the charge is committed with the answer, in one transaction
+        commits.clear()
+        unknown = await client.post(ASIN, json={"asin": asin(77)}, headers=user.headers)
+        assert (unknown.status_code, unknown.headers["X-Credits-Charged"]) == (404, "0")
+        assert unknown.headers["X-Credits-Remaining"] == "9"
+        assert commits == []
+    async with app.state.sessionmaker() as session:
+        charges = list(await session.scalars(select(CreditCharge).order_by(CreditCharge.id)))
+    assert [(c.endpoint, c.codes, c.credits, c.outcome) for c in charges] == [
+        ("fnsku_conversion", [fnsku(1)], 1, "served")
+    ]
+    assert charges[0].settled_at is not None
+    assert [(e.kind, e.amount) for e in await ledger(app, user.id)] == [
+        ("grant", 10),
+        ("charge", -1),
+    ]
     await assert_ledger_consistent(app)
 
 

@@ -140,6 +140,36 @@ async def test_lookup_outliving_the_lease_retried_with_the_same_key_is_charged_o
     assert await paid.sweep() == 0
 
 
+async def test_a_local_retry_of_a_key_whose_upstream_attempt_died_settles_its_charge(
+    paid: Setup,
+) -> None:
+    """A charge made before an upstream lookup, then answered by the one-transaction path
+    (the source answers from the database now, e.g. after a restart with AMAZON_PROVIDER=local):
+    the retry carries the charge on and settles it, so the sweep never refunds a served call."""
+    user = await paid.user()
+    paid.source.close_gate()
+    [first] = await paid.started(paid.lookup(user, key="moved-1"))
+    first.cancel()  # the worker died mid-lookup: the charge has no outcome
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    await paid.expire_lease(user, "moved-1")
+    paid.source.calls_upstream = False
+    paid.source.gate.set()
+
+    retry = await paid.lookup(user, key="moved-1")
+    assert retry.status_code == 200, retry.text
+    assert retry.headers["X-Credits-Charged"] == "0"  # the first attempt's charge stands
+    assert retry.headers["X-Credits-Remaining"] == "9"
+    assert [c.outcome for c in await paid.charges(user)] == ["served"]
+    assert await paid.sweep() == 0
+    assert [(e.kind, e.amount) for e in await ledger(paid.app, user.id)] == [
+        ("grant", 10),
+        ("charge", -1),
+    ]
+    usage = await paid.client.get("/api/v1/credits/usage", headers=user.headers)
+    assert [(i["calls"], i["credits"]) for i in usage.json()["items"]] == [(1, 1)]
+
+
 async def test_replayed_answer_says_no_credits_were_charged(paid: Setup) -> None:
     user = await paid.user()
     first = await paid.lookup(user, key="once")

@@ -34,6 +34,10 @@ from sellerdesk.models.base import utcnow
 
 class AmazonSource(Protocol):
     name: str
+    calls_upstream: bool
+    """True when a lookup may wait on another service (the paid call then commits its charge
+    before the lookup, so no account row stays locked across it); False when every answer
+    comes from our own database (charged in the transaction that reads it)."""
 
     def check_marketplace(self, marketplace: str) -> None:
         """Refuse (422, before any charge) a marketplace this source cannot ask."""
@@ -58,6 +62,7 @@ class LocalSource:
     """This store's catalog and the user's uploaded mappings."""
 
     name = "local"
+    calls_upstream = False
 
     def check_marketplace(self, marketplace: str) -> None:
         return None

@@ -1,9 +1,10 @@
 """Amazon data routes: ASIN lookup, FNSKU conversion (single, batch), inventory report upload.
 
 The three lookups are paid routes: each runs its service call inside the credits charge step
-(`credits.metering.Meter`: rate limit, repeat window, atomic charge, refund when nothing is
-served), and accepts a Bearer token or an `X-API-Key`. A marketplace the source cannot ask (its
-Amazon region has no credentials) is refused with 422 before the charge step.
+(`credits.metering.Meter`: rate limit, repeat window, atomic charge; nothing charged, net,
+when nothing is served; one transaction when the source answers from our own database), and
+accepts a Bearer token or an `X-API-Key`. A marketplace the source cannot ask (its Amazon
+region has no credentials) is refused with 422 before the charge step.
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ async def lookup_asin(
         f"{body.marketplace}:{body.asin}",
         lambda: service.lookup_asin(session, source, meter.user_id, body.asin, body.marketplace),
         not_found=f"ASIN {body.asin} is not known in marketplace {body.marketplace}.",
+        upstream=source.calls_upstream,
     )
 
 
@@ -71,6 +73,7 @@ async def convert_fnsku(
         body.fnsku,
         lambda: service.convert_fnsku(session, source, meter.user_id, body.fnsku),
         not_found=f"FNSKU {body.fnsku} is not known.",
+        upstream=source.calls_upstream,
     )
 
 

@@ -49,6 +49,7 @@ _NOT_FOUND = b"null"
 
 class SpApiSource:
     name = "sp-api"
+    calls_upstream = True
 
     def __init__(self, settings: Settings, cache: Cache, redis: Redis | None = None) -> None:
         self.settings = settings

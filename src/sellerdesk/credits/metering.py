@@ -1,12 +1,18 @@
 """The charge step every paid data route goes through.
 
 validate (FastAPI, before the route runs: a 422 is never charged) → rate limit (every valid
-call counts, free repeats included) → repeat window → atomic charge with its `credit_charge`
-row, committed in its own short transaction before the lookup (no account lock is ever held
-across an upstream call) → serve → the outcome `served` recorded in the transaction that
-commits the answer (and the stored `Idempotency-Key` response) → on not-found or any failure
-the compensating `refund` entry in the same request, so the net charge is 0 and the ledger
-shows both entries.
+call counts, free repeats included) → repeat window → atomic charge → serve. How the charge
+meets the lookup depends on where the answer comes from:
+
+- **From our own database** (`upstream=False`: the `local` source, the batch after resolving):
+  the answer is computed first, then charged in the transaction that commits it, with the
+  outcome `served` (and the stored `Idempotency-Key` response). One transaction; a not-found
+  or a failed lookup writes nothing to the ledger, and a 402 serves nothing.
+- **From another service** (`upstream=True`: SP-API): the charge with its `credit_charge` row
+  is committed in its own short transaction before the lookup (no account lock is ever held
+  across an upstream call) → serve → the outcome `served` recorded in the transaction that
+  commits the answer → on not-found or any failure the compensating `refund` entry in the same
+  request, so the net charge is 0 and the ledger shows both entries.
 
 No charge is left without its compensation: when the refund itself fails (the database
 blinked) or the call never ends normally (`CancelledError`: worker stopped or killed mid-call),
@@ -90,8 +96,14 @@ class Meter:
         serve: Callable[[], Awaitable[T | None]],
         *,
         not_found: str = "Not found.",
+        upstream: bool = True,
     ) -> T:
-        """Charge for one code, serve it, and give the charge back if nothing is served."""
+        """Charge for one code and serve it; nothing is charged (net) when nothing is served.
+
+        `upstream=False` when `serve` only reads our own database: one transaction.
+        """
+        if not upstream:
+            return await self._single_in_one_transaction(endpoint, code, serve, not_found)
         try:
             await self._count_call()
             cost = await self.prices.cost(self.session, endpoint)
@@ -125,6 +137,31 @@ class Meter:
         finally:
             self.response.headers.update(self.headers)
 
+    async def _single_in_one_transaction(
+        self,
+        endpoint: str,
+        code: str,
+        serve: Callable[[], Awaitable[T | None]],
+        not_found: str,
+    ) -> T:
+        # The answer first, read in this request's transaction; the charge after it, in the
+        # same transaction, committed with the answer: a not-found or a failure writes nothing.
+        try:
+            await self._count_call()
+            result = await serve()
+            if result is None:
+                balance = await service.balance_of(self.session, self.payer.user_id)
+                self._credit_headers(0, balance.balance)
+                raise NotFound(not_found)
+            charge = await self._charge_codes(endpoint, [code], reference=code)
+            self._credit_headers(charge.credits, charge.balance)
+            return result
+        except AppError as exc:
+            self._error_headers(exc)
+            raise
+        finally:
+            self.response.headers.update(self.headers)
+
     async def batch(
         self,
         endpoint: str,
@@ -140,10 +177,10 @@ class Meter:
             # End the read transaction of authentication: resolving may call upstream.
             await commit(self.session)
             results = await resolve()
-            found = [code for code in map(found_code, results) if code is not None]
-            charge = await self._charge_codes(endpoint, found)
-            await service.count_call(self.session, self.payer.user_id, endpoint, charge.credits)
-            metrics.CREDITS_CHARGED.inc(charge.credits)
+            found = list(dict.fromkeys(c for c in map(found_code, results) if c is not None))
+            charge = await self._charge_codes(
+                endpoint, found, reference=f"batch: {len(found)} codes found"
+            )
             self._credit_headers(charge.credits, charge.balance)
             return results, charge.credits
         except AppError as exc:
@@ -152,21 +189,23 @@ class Meter:
         finally:
             self.response.headers.update(self.headers)
 
-    async def _charge_codes(self, endpoint: str, codes: Sequence[str]) -> service.Charge:
-        # Charged after the answer is computed, in the transaction that commits it: served.
+    async def _charge_codes(
+        self, endpoint: str, codes: Sequence[str], *, reference: str
+    ) -> service.Charge:
+        """Charge for an answer already computed, in the transaction that commits it."""
         cost = await self.prices.cost(self.session, endpoint)
-        unique = list(dict.fromkeys(codes))
-        return await service.charge(
+        charge = await service.charge_served(
             self.session,
             user_id=self.payer.user_id,
             endpoint=endpoint,
-            codes=unique,
+            codes=codes,
             unit_cost=cost,
             repeat_window=self.repeat_window,
-            reference=f"batch: {len(unique)} codes found",
+            reference=reference,
             idempotency_key=client_key(self.request),
-            served=True,
         )
+        metrics.CREDITS_CHARGED.inc(charge.credits)
+        return charge
 
     async def _count_call(self) -> None:
         quota = await self.limits.hit(self.payer.rate_key)

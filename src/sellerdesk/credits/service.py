@@ -143,6 +143,11 @@ class Charge:
     charge_id: int | None
     paid_at: datetime
 
+    @property
+    def carried_on(self) -> bool:
+        """This call answers for an earlier attempt's charge and charged nothing itself."""
+        return self.charge_id is not None and self.credits == 0
+
 
 def client_key_hash(idempotency_key: str) -> str:
     """How a client's Idempotency-Key is kept next to the money: its sha256, hex."""
@@ -219,6 +224,41 @@ async def charge(
         settled_at=now if served else None,
     )
     return Charge(user_id, endpoint, tuple(to_pay), cost, entry.balance_after, charge_id, now)
+
+
+async def charge_served(
+    session: AsyncSession,
+    *,
+    user_id: int,
+    endpoint: str,
+    codes: Sequence[str],
+    unit_cost: int,
+    repeat_window: int,
+    reference: str,
+    idempotency_key: str | None = None,
+) -> Charge:
+    """`charge` for an answer already computed, settled and counted in the caller's usage, all
+    in the caller's transaction (which commits the answer with it).
+
+    A charge carried on from an earlier attempt under the same `idempotency_key` (one that
+    charged before an upstream lookup and never finished) is settled as served here.
+    """
+    charged = await charge(
+        session,
+        user_id=user_id,
+        endpoint=endpoint,
+        codes=codes,
+        unit_cost=unit_cost,
+        repeat_window=repeat_window,
+        reference=reference,
+        idempotency_key=idempotency_key,
+        served=True,
+    )
+    if charged.carried_on:
+        await settle_served(session, charged)
+    else:
+        await count_call(session, user_id, endpoint, charged.credits)
+    return charged
 
 
 async def settle_served(session: AsyncSession, charge: Charge) -> None:
