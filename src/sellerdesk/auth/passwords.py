@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
@@ -20,7 +21,24 @@ T = TypeVar("T")
 # used it, so hashing in any of 40 threads grew a worker's RSS by hundreds of MiB under a login
 # burst. Two threads keep a core busy (argon2 releases the GIL); more logins queue.
 HASH_THREADS = 2
-_hashing = ThreadPoolExecutor(max_workers=HASH_THREADS, thread_name_prefix="password-hash")
+
+
+def _new_pool() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=HASH_THREADS, thread_name_prefix="password-hash")
+
+
+_hashing = _new_pool()
+
+
+def _give_the_child_its_own_pool() -> None:
+    # A forked child (a pre-forking server, Celery's prefork pool, a test runner's workers)
+    # inherits the pool but none of its threads: a hash submitted there would wait forever.
+    global _hashing
+    _hashing = _new_pool()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_give_the_child_its_own_pool)
 
 
 async def _off_loop(work: Callable[..., T], *args: object) -> T:
