@@ -59,7 +59,8 @@ def _environment(tmp_path: Path, **settings: str) -> dict[str, str]:
     }
 
 
-def _server_modules(tmp_path: Path, **settings: str) -> set[str]:
+def _server_modules(tmp_path: Path, **settings: str) -> tuple[set[str], str]:
+    """The modules the server process imported, and what it logged."""
     done = subprocess.run(
         [sys.executable, "-c", MODULES_OF_THE_SERVER],
         cwd=tmp_path,
@@ -69,7 +70,7 @@ def _server_modules(tmp_path: Path, **settings: str) -> set[str]:
         timeout=120,
     )
     assert done.returncode == 0, done.stderr
-    return set(json.loads(done.stdout.strip().splitlines()[-1]))
+    return set(json.loads(done.stdout.strip().splitlines()[-1])), done.stderr
 
 
 def _tops(modules: set[str]) -> set[str]:
@@ -79,20 +80,21 @@ def _tops(modules: set[str]) -> set[str]:
 def test_with_json_logs_the_server_imports_no_console_renderer_nor_cryptography(
     tmp_path: Path,
 ) -> None:
-    tops = _tops(_server_modules(tmp_path))
+    modules, logged = _server_modules(tmp_path, LOG_LEVEL="INFO")
+    tops = _tops(modules)
     assert {"fastapi", "sqlalchemy", "structlog", "jwt", "sellerdesk"} <= tops
     assert not tops & {"rich", "pygments", "cryptography", "typer"}, tops
+    prepared = [json.loads(line) for line in logged.splitlines() if "server_process_" in line]
+    assert [record["left_out"] for record in prepared] == [["cryptography", "rich"]], logged
 
 
 def test_console_logs_and_a_jwks_url_bring_them_back(tmp_path: Path) -> None:
-    tops = _tops(
-        _server_modules(
-            tmp_path,
-            LOG_JSON="false",
-            AUTH_SUPABASE_JWKS_URL="https://example.supabase.co/auth/v1/.well-known/jwks.json",
-        )
+    modules, _ = _server_modules(
+        tmp_path,
+        LOG_JSON="false",
+        AUTH_SUPABASE_JWKS_URL="https://example.supabase.co/auth/v1/.well-known/jwks.json",
     )
-    assert {"rich", "cryptography"} <= tops
+    assert {"rich", "cryptography"} <= _tops(modules)
 
 
 def test_what_is_left_out_follows_the_settings() -> None:

@@ -27,10 +27,11 @@ import importlib.machinery
 import os
 import sys
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from types import ModuleType
 
 from sellerdesk.config import Settings, get_settings
-from sellerdesk.kit.memory import tune_malloc
+from sellerdesk.kit.memory import MMAP_THRESHOLD_BYTES, tune_malloc
 
 # Why each module may be left out, and what brings it back.
 LEAVE_OUT_REASONS = {
@@ -71,16 +72,29 @@ class LeftOut(importlib.abc.MetaPathFinder):
         return None
 
 
-def prepare(settings: Settings) -> frozenset[str]:
-    """Tune malloc and leave out what this server does not need; the names left out.
+@dataclass(frozen=True)
+class Prepared:
+    """What `prepare` did to this process (logged once the server's logging is set up)."""
+
+    malloc_tuned: bool
+    left_out: frozenset[str]
+
+
+PREPARED: Prepared | None = None
+
+
+def prepare(settings: Settings) -> Prepared:
+    """Tune malloc and leave out what this server does not need.
 
     Call before the app or structlog is imported: a module already imported stays.
     """
-    tune_malloc()
-    names = left_out(settings) - sys.modules.keys()
+    global PREPARED
+    tuned = tune_malloc()
+    names = frozenset(left_out(settings) - sys.modules.keys())
     if names and not any(isinstance(finder, LeftOut) for finder in sys.meta_path):
-        sys.meta_path.insert(0, LeftOut(frozenset(names)))
-    return names
+        sys.meta_path.insert(0, LeftOut(names))
+    PREPARED = Prepared(malloc_tuned=tuned, left_out=names)
+    return PREPARED
 
 
 def command(host: str, port: int, workers: int, reload: bool) -> list[str]:
@@ -103,12 +117,19 @@ def exec_server(
 
 def serve(host: str, port: int, workers: int, reload: bool) -> None:
     """Run uvicorn on the app (`sellerdesk serve`'s settings; its checks already passed)."""
+    import structlog
     import uvicorn
 
     from sellerdesk.kit.logging import configure_logging
 
     settings = get_settings()
     configure_logging(settings.LOG_LEVEL, json=settings.log_json)
+    if PREPARED is not None:
+        structlog.get_logger(__name__).info(
+            "server_process_prepared",
+            malloc_mmap_threshold=MMAP_THRESHOLD_BYTES if PREPARED.malloc_tuned else None,
+            left_out=sorted(PREPARED.left_out),
+        )
     uvicorn.run(
         "sellerdesk.main:app",
         host=host,
