@@ -150,28 +150,17 @@ def serve(
     reload: Annotated[bool, typer.Option(help="Reload on code changes (development).")] = False,
 ) -> None:
     """Serve the API with uvicorn (behind a proxy, see FORWARDED_ALLOW_IPS)."""
-    import uvicorn
-
     from sellerdesk.kit.metrics import clear_multiprocess_dir
+    from sellerdesk.server import exec_server
 
     settings = load_settings()
     configure_logging(settings.LOG_LEVEL, json=settings.log_json)
     check_database(settings)
     check_port(host, port)
     clear_multiprocess_dir()  # PROMETHEUS_MULTIPROC_DIR: no stale values from the last run
-    uvicorn.run(
-        "sellerdesk.main:app",
-        host=host,
-        port=port,
-        workers=workers,
-        reload=reload,
-        access_log=False,  # our middleware writes one structured line per request
-        log_config=None,  # uvicorn's own lines go through our handler and format
-        log_level=settings.LOG_LEVEL.lower(),
-        timeout_graceful_shutdown=settings.GRACEFUL_SHUTDOWN_SECONDS,
-        proxy_headers=True,
-        forwarded_allow_ips=settings.FORWARDED_ALLOW_IPS,
-    )
+    # The same process becomes a fresh interpreter that loads only what serving needs
+    # (sellerdesk.server: no typer, no rich with JSON logs, malloc tuned).
+    exec_server(host, port, workers, reload)
 
 
 @app.command()

@@ -33,6 +33,7 @@ from sellerdesk.kit.cache import CachedReadMiddleware, create_cache
 from sellerdesk.kit.docs import install_docs
 from sellerdesk.kit.iplimit import PerIpLimitMiddleware
 from sellerdesk.kit.logging import configure_logging
+from sellerdesk.kit.memory import tune_malloc
 from sellerdesk.kit.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from sellerdesk.kit.openapi import install_openapi, operation_id
 from sellerdesk.kit.ratelimit import (
@@ -64,6 +65,7 @@ SHUTDOWN_DRAIN_SECONDS = 10  # in-flight outbox work finishes (or is left to the
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app; resources (engine, Redis, limiters) open in the lifespan."""
     settings = settings or get_settings()
+    tune_malloc()  # already done by `sellerdesk serve`; here for other ASGI servers and Lambda
     configure_logging(settings.LOG_LEVEL, json=settings.log_json)
     jobs.register_event_handlers()
     if settings.SENTRY_DSN:

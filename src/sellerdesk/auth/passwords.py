@@ -17,14 +17,24 @@ from sellerdesk.config import Settings
 T = TypeVar("T")
 
 # Hashes run in these threads only, not in the shared worker threadpool (40 threads): each hash
-# allocates ~19 MiB, and glibc keeps a freed block of that size in the arena of the thread that
-# used it, so hashing in any of 40 threads grew a worker's RSS by hundreds of MiB under a login
-# burst. Two threads keep a core busy (argon2 releases the GIL); more logins queue.
-HASH_THREADS = 2
+# allocates ~19 MiB while it runs, so the threads that hash at once set how much a login burst
+# adds to a worker's RSS (`kit.memory` makes sure each block is returned after its hash). argon2
+# releases the GIL: one thread per core this process may run on, at most two, keeps those cores
+# busy; a thread more than the cores would hash no faster and hold one more block; more logins
+# queue.
+MAX_HASH_THREADS = 2
+
+
+def _usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity where the system has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0)) or 1
+    return os.cpu_count() or 1
 
 
 def _new_pool() -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(max_workers=HASH_THREADS, thread_name_prefix="password-hash")
+    threads = min(MAX_HASH_THREADS, _usable_cores())
+    return ThreadPoolExecutor(max_workers=threads, thread_name_prefix="password-hash")
 
 
 _hashing = _new_pool()
