@@ -104,3 +104,47 @@ def test_argon2_blocks_are_returned_after_each_hash_on_glibc() -> None:
     # the process is back where it was once the hashes are done.
     assert tuned["after"] < untuned["after"] - 30, (tuned, untuned)
     assert tuned["grew_mib"] < 5, tuned
+
+
+FREEZE_CHECK = textwrap.dedent(
+    """
+    import asyncio, gc, json, sys
+    from sellerdesk.kit import memory
+    if sys.argv[1] == "server":
+        memory.freeze_heap_after_start()  # what `sellerdesk.server.prepare` does
+    from sellerdesk.main import create_app
+
+    async def start() -> int:
+        app = create_app()
+        async with app.router.lifespan_context(app):
+            return gc.get_freeze_count()
+
+    print(json.dumps(asyncio.run(start())))
+    """
+)
+
+
+@pytest.mark.parametrize(("process", "frozen"), [("server", True), ("embedded", False)])
+def test_a_server_process_freezes_its_start_up_heap(
+    tmp_path: Any, process: str, frozen: bool
+) -> None:
+    """Full collections then walk only what requests made (not the ~300,000 start-up objects);
+    an app built any other way (tests, embedders) leaves the collector alone."""
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "ENVIRONMENT": "test",
+        "SECRET_KEY": "test-secret-key-0123456789abcdef-0123456789abcdef",
+        "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/freeze.db",
+        "JOBS_ENABLED": "false",
+        "LOG_LEVEL": "WARNING",
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", FREEZE_CHECK, process],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    count = json.loads(done.stdout.strip().splitlines()[-1])
+    assert (count > 100_000) if frozen else (count == 0), count

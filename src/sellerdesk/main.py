@@ -33,7 +33,7 @@ from sellerdesk.kit.cache import CachedReadMiddleware, create_cache
 from sellerdesk.kit.docs import install_docs
 from sellerdesk.kit.iplimit import PerIpLimitMiddleware
 from sellerdesk.kit.logging import configure_logging
-from sellerdesk.kit.memory import tune_malloc
+from sellerdesk.kit.memory import heap_started, tune_malloc
 from sellerdesk.kit.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from sellerdesk.kit.openapi import install_openapi, operation_id
 from sellerdesk.kit.ratelimit import (
@@ -78,6 +78,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await _open(app, settings)
+        heap_started()  # a server process's start-up heap leaves the collector's full passes
         try:
             yield
         finally:

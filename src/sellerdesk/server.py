@@ -5,7 +5,9 @@ loaded (typer, its helpers), then replaces itself with `python -m sellerdesk.ser
 same process id, so signals, a container's PID 1 and supervisors see one process). The fresh
 interpreter loads only what serving needs, before anything else:
 
-- glibc's malloc is tuned (`kit.memory`: argon2's 19 MiB blocks are returned after each hash);
+- glibc's malloc is tuned (`kit.memory`: argon2's 19 MiB blocks are returned after each hash),
+  and the heap that exists once the app has started is frozen out of the garbage collector's
+  full passes (`kit.memory.heap_started`);
 - with JSON logs (`LOG_JSON`, by default outside development) `rich` is left out: structlog
   imports it, and pygments with it, whenever it is installed, for the development console
   renderer that JSON logs never use (~4 MiB);
@@ -31,7 +33,7 @@ from dataclasses import dataclass
 from types import ModuleType
 
 from sellerdesk.config import Settings, get_settings
-from sellerdesk.kit.memory import MMAP_THRESHOLD_BYTES, tune_malloc
+from sellerdesk.kit.memory import MMAP_THRESHOLD_BYTES, freeze_heap_after_start, tune_malloc
 
 # Why each module may be left out, and what brings it back.
 LEAVE_OUT_REASONS = {
@@ -90,6 +92,7 @@ def prepare(settings: Settings) -> Prepared:
     """
     global PREPARED
     tuned = tune_malloc()
+    freeze_heap_after_start()
     names = frozenset(left_out(settings) - sys.modules.keys())
     if names and not any(isinstance(finder, LeftOut) for finder in sys.meta_path):
         sys.meta_path.insert(0, LeftOut(names))
