@@ -142,6 +142,9 @@ def subtree_ids(slug: Any, *, active_only: bool) -> Select[Any]:
     return select(tree.c.id)
 
 
+_AUTOCOMMIT = {"isolation_level": "AUTOCOMMIT"}
+
+
 class ListingShape(NamedTuple):
     """Which of the listing's filters are set, and the sort: one cached statement each."""
 
@@ -339,10 +342,16 @@ class ProductRepository:
     ) -> tuple[Sequence[Row[Any]], int]:
         """One page as plain rows (the `PUBLIC_COLUMNS`) and the total, from one statement.
 
-        Core on the session's connection: no ORM entities, no statement built per request."""
+        Core on the session's connection: no ORM entities, no statement built per request. On
+        PostgreSQL a session that has not begun yet (a public read) reads in autocommit: the
+        page and its total come from one statement, so its own snapshot is all they need, and
+        the BEGIN and COMMIT round trips are saved."""
         shape = ListingShape.of(filters)
         values = listing_params(filters, params)
-        connection = await self.session.connection()
+        if self.is_postgres and not self.session.in_transaction():
+            connection = await self.session.connection(execution_options=_AUTOCOMMIT)
+        else:
+            connection = await self.session.connection()
         rows = (await connection.execute(listing_statement(shape), values)).all()
         if rows:
             return rows, int(rows[0].total)
