@@ -31,6 +31,11 @@ _LINES = (
     .order_by(CartItem.created_at, CartItem.product_id)
 )
 
+_TAKE_ALL = (
+    delete(CartItem)
+    .where(CartItem.user_id == bindparam("user_id"))
+    .returning(CartItem.product_id, CartItem.quantity)
+)
 
 _SET_QUANTITY: dict[str, Any] = {}  # per dialect: PostgreSQL's and SQLite's ON CONFLICT
 
@@ -94,11 +99,7 @@ class CartRepository:
     async def take_all(self, user_id: int) -> dict[int, int]:
         """Empty the cart and return its lines, in one statement: two checkouts of the same cart
         cannot both get it (the second waits for the first and finds it empty)."""
-        rows = await self.session.execute(
-            delete(CartItem)
-            .where(CartItem.user_id == user_id)
-            .returning(CartItem.product_id, CartItem.quantity)
-        )
+        rows = await self.session.execute(_TAKE_ALL, {"user_id": user_id})
         lines: dict[int, int] = {}
         for product_id, quantity in rows:
             lines[product_id] = lines.get(product_id, 0) + quantity
