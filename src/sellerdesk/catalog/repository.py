@@ -307,7 +307,8 @@ class ProductRepository:
     async def page(
         self, filters: ProductFilters, params: PageParams
     ) -> tuple[Sequence[Product], int]:
-        """One page and the total, from one statement: one scan feeds a window count."""
+        """One page as ORM objects and the total (the admin dashboard's list); the JSON listing
+        reads the same page as plain rows with `page_rows`."""
         # The count and the filter live in a subquery and the sort outside it. Sorted in the
         # same SELECT, PostgreSQL walks the sort index under the LIMIT (it does not see that the
         # window count reads every row anyway) instead of using the trigram indexes for `q`.
