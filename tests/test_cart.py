@@ -105,6 +105,29 @@ async def test_a_product_withdrawn_after_carting_is_shown_unavailable(
     assert cart["subtotal"] == "0.00"
 
 
+async def test_a_withdrawn_products_line_cannot_be_changed_and_keeps_its_quantity(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    """The on-sale check and the upsert are one statement: a withdrawn product's line is
+    neither updated nor re-created, and the user's other lines and other users' are untouched."""
+    buyer, other = await make_user(app), await make_user(app)
+    product, kept = await make_product(app, price="5.00"), await make_product(app)
+    await put_in_cart(client, buyer, product, 2)
+    await put_in_cart(client, buyer, kept, 1)
+    await put_in_cart(client, other, product, 7)
+    async with app.state.sessionmaker() as session:
+        await session.execute(update(Product).where(Product.id == product).values(is_active=False))
+        await session.commit()
+    refused = await client.put(
+        f"/api/v1/cart/items/{product}", json={"quantity": 5}, headers=buyer.headers
+    )
+    assert refused.status_code == 404 and refused.json()["error"] == "not_found"
+    cart = (await client.get("/api/v1/cart", headers=buyer.headers)).json()
+    assert [(i["product_id"], i["quantity"]) for i in cart["items"]] == [(product, 2), (kept, 1)]
+    others = (await client.get("/api/v1/cart", headers=other.headers)).json()
+    assert [(i["product_id"], i["quantity"]) for i in others["items"]] == [(product, 7)]
+
+
 async def test_delete_an_item_and_empty_the_cart(app: FastAPI, client: httpx.AsyncClient) -> None:
     buyer = await make_user(app)
     a, b = await make_product(app), await make_product(app)

@@ -162,3 +162,129 @@ async def test_public_reads_need_no_token_but_refuse_a_bad_one(client: httpx.Asy
     assert (await client.get(f"{API}/products")).status_code == 200
     bad = await client.get(f"{API}/products", headers={"Authorization": "Bearer not-a-jwt"})
     assert bad.status_code == 401 and bad.json()["error"] == "invalid_token"
+
+
+# --------------------------------------------------------------------------- the listing's rows
+# The listing reads plain rows with one statement kept per filter shape (values bound per
+# request) and constructs its models from them; public reads run in autocommit on PostgreSQL.
+
+
+async def test_listing_items_are_the_products_field_for_field(
+    client: httpx.AsyncClient, admin: Account
+) -> None:
+    shoes = await create_category(client, admin, slug="boots")
+    made = [
+        await create_product(
+            client, admin, sku="F-1", name="Field boot", description="Waxed LEATHER",
+            price="12.5", stock_quantity=3, low_stock_threshold=7, category_id=shoes["id"],
+            asin="b08n5wrwnw", images=["https://img.example.com/a.png"], currency="eur",
+        ),
+        await create_product(client, admin, sku="F-2", name="Plain boot", price="99.99"),
+        await create_product(client, admin, sku="F-3", name="Sold-out boot", stock_quantity=0),
+    ]  # fmt: skip
+    expected = sorted(made, key=lambda p: (p["name"], p["id"]))
+    public = (await client.get(f"{API}/products?q=BOOT&sort=name")).json()
+    assert public == {"items": expected, "total": 3, "page": 1, "page_size": 20}
+    assert public["items"][0]["price"] == "12.50" and public["items"][0]["in_stock"] is True
+    assert public["items"][2]["in_stock"] is False and public["items"][0]["asin"] == "B08N5WRWNW"
+    # An admin's read runs inside the request's transaction (its token read began it).
+    admin_view = await client.get(f"{API}/products?q=BOOT&sort=name", headers=admin.headers)
+    assert admin_view.json() == public
+    # Each item is the product as its own detail route shows it.
+    for item in public["items"]:
+        assert (await client.get(f"{API}/products/{item['id']}")).json() == item
+
+
+async def test_one_filter_shape_answers_each_requests_own_values(
+    client: httpx.AsyncClient, admin: Account
+) -> None:
+    """The statement of a shape is kept; its values must come from each request."""
+    hats = await create_category(client, admin, slug="hats")
+    caps = await create_category(client, admin, slug="caps")
+    await create_product(
+        client, admin, sku="H-1", name="Wool hat", price="20", category_id=hats["id"]
+    )
+    await create_product(
+        client, admin, sku="H-2", name="Straw hat", price="40", category_id=hats["id"]
+    )
+    await create_product(
+        client, admin, sku="C-1", name="Wool cap", price="30", category_id=caps["id"]
+    )
+    await create_product(
+        client, admin, sku="C-2", name="Straw cap", price="50", category_id=caps["id"]
+    )
+    cases = {
+        "category=hats&q=wool&min_price=10&max_price=100&sort=price": (["H-1"], 1),
+        "category=caps&q=straw&min_price=10&max_price=100&sort=price": (["C-2"], 1),
+        "category=caps&q=a&min_price=35&max_price=100&sort=price": (["C-2"], 1),
+        "category=hats&q=a&min_price=0&max_price=30&sort=price": (["H-1"], 1),
+        "q=straw&sort=-price&page_size=1": (["C-2"], 2),
+        "q=wool&sort=-price&page_size=1": (["C-1"], 2),
+        "q=wool&sort=-price&page_size=1&page=2": (["H-1"], 2),
+    }  # fmt: skip
+    for _ in range(2):  # the second round reuses every kept statement
+        for query, (skus, total) in cases.items():
+            body = (await client.get(f"{API}/products?{query}")).json()
+            assert ([p["sku"] for p in body["items"]], body["total"]) == (skus, total), query
+    past = (await client.get(f"{API}/products?q=straw&page=5&page_size=1")).json()
+    assert past["items"] == [] and past["total"] == 2
+    past = (await client.get(f"{API}/products?q=wool&category=hats&page=5")).json()
+    assert past["items"] == [] and past["total"] == 1
+
+
+async def test_listing_rows_match_the_orm_listing(
+    client: httpx.AsyncClient, admin: Account, app: FastAPI
+) -> None:
+    """The JSON listing and the ORM one (the dashboard's) agree for combined filters."""
+    import itertools
+    from decimal import Decimal
+
+    from sellerdesk.catalog import service
+    from sellerdesk.catalog.schemas import ProductFilters, ProductPublic
+    from sellerdesk.kit.pagination import Page, PageParams
+
+    tops = await create_category(client, admin, slug="tops")
+    for n, (name, price, stock) in enumerate(
+        [("Red top", "10", 0), ("red TOP", "10", 2), ("Blue top", "25.5", 1), ("Sock", "3", 9)]
+    ):
+        category = tops["id"] if n < 3 else None
+        await create_product(client, admin, sku=f"T-{n}", name=name, price=price,
+                             stock_quantity=stock, category_id=category)  # fmt: skip
+    await create_product(client, admin, sku="T-OFF", name="Red top", is_active=False)
+    combos = itertools.product(
+        [None, "tops"], [None, "red"], [None, Decimal("10")], [None, Decimal("20")],
+        [None, True], ["name", "-price"], [False, True],
+    )  # fmt: skip
+    async with app.state.sessionmaker() as session:
+        for category, q, low, high, in_stock, sort, inactive in combos:
+            filters = ProductFilters(
+                category=category, q=q, min_price=low, max_price=high, in_stock=in_stock,
+                sort=sort, include_inactive=inactive,
+            )  # fmt: skip
+            for params in (PageParams(1, 2), PageParams(9, 2)):
+                products, total = await service.list_products(session, filters, params)
+                orm = Page[ProductPublic].of(
+                    [ProductPublic.model_validate(p) for p in products], total, params
+                )
+                rows = await service.list_products_json(session, filters, params)
+                assert rows == orm.model_dump_json().encode(), (filters, params)
+
+
+async def test_an_autocommit_read_leaves_the_pooled_connection_transactional(
+    client: httpx.AsyncClient, admin: Account, app: FastAPI
+) -> None:
+    """A public read in autocommit must not hand autocommit on to the next user of its
+    connection: the next request's writes must still be one transaction."""
+    from sqlalchemy import text
+
+    await create_product(client, admin, sku="AC-1")
+    for _ in range(3):
+        assert (await client.get(f"{API}/products?q=AC-")).json()["total"] == 1
+    engine = app.state.sessionmaker.kw["bind"]
+    for _ in range(engine.pool.size() + 2):  # every pooled connection at least once
+        async with app.state.sessionmaker() as session:
+            await session.execute(text("SELECT 1"))
+            raw = await (await session.connection()).get_raw_connection()
+            if engine.dialect.name == "postgresql":
+                assert raw.driver_connection.is_in_transaction()
+            await session.rollback()

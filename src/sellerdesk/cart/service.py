@@ -16,14 +16,14 @@ async def get_cart(session: AsyncSession, user: User, currency: str) -> CartPubl
     """The cart at today's prices; lines no longer on sale are shown but not counted."""
     items = [
         CartItemPublic(
-            product_id=product.id,
-            name=product.name,
-            unit_price=product.price,
-            quantity=item.quantity,
-            line_total=product.price * item.quantity,
-            available=product.is_active,
+            product_id=line.product_id,
+            name=line.name,
+            unit_price=line.price,
+            quantity=line.quantity,
+            line_total=line.price * line.quantity,
+            available=line.is_active,
         )
-        for item, product in await CartRepository(session).lines(user.id)
+        for line in await CartRepository(session).lines(user.id)
     ]
     subtotal = sum((i.line_total for i in items if i.available), Decimal("0.00"))
     return CartPublic(items=items, subtotal=subtotal, currency=currency)
@@ -32,11 +32,12 @@ async def get_cart(session: AsyncSession, user: User, currency: str) -> CartPubl
 async def set_item(
     session: AsyncSession, user: User, product_id: int, quantity: int, currency: str
 ) -> CartPublic:
-    """Set a line's quantity (adding the line if needed); unknown or inactive product → 404."""
-    repo = CartRepository(session)
-    if await repo.active_product(product_id) is None:
+    """Set a line's quantity (adding the line if needed); unknown or inactive product → 404.
+
+    The check and the write are one statement (the line is inserted from the product's row
+    only while it is on sale)."""
+    if not await CartRepository(session).set_quantity(user.id, product_id, quantity):
         raise NotFound("Product not found.")
-    await repo.set_quantity(user.id, product_id, quantity)
     return await get_cart(session, user, currency)
 
 

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
+from functools import lru_cache
+from typing import Any, NamedTuple, cast
 
 from sqlalchemy import (
     ColumnElement,
+    Integer,
     Select,
     String,
+    Table,
+    bindparam,
     column,
     delete,
     exists,
@@ -28,6 +32,25 @@ from sellerdesk.db import insert_for
 from sellerdesk.kit.pagination import PageParams
 from sellerdesk.models import Category, OrderItem, Product
 from sellerdesk.models.base import utcnow
+
+PRODUCT_TABLE = cast(Table, Product.__table__)
+PUBLIC_COLUMNS = (
+    "id",
+    "name",
+    "description",
+    "price",
+    "currency",
+    "stock_quantity",
+    "low_stock_threshold",
+    "category_id",
+    "sku",
+    "asin",
+    "images",
+    "is_active",
+    "created_at",
+    "updated_at",
+)
+"""The product columns a listing answers with (`ProductPublic` without `in_stock`)."""
 
 TREE_COLUMNS = (
     Category.id,
@@ -108,14 +131,122 @@ class CategoryRepository:
         await self.session.flush()
 
 
-def subtree_ids(slug: str, *, active_only: bool) -> Select[Any]:
-    """SELECT the id of the category with this slug and of all its descendants."""
+def subtree_ids(slug: Any, *, active_only: bool) -> Select[Any]:
+    """SELECT the id of the category with this slug (a value or a bind parameter) and of all
+    its descendants."""
     root = select(Category.id).where(Category.slug == slug)
     if active_only:
         root = root.where(Category.is_active.is_(True))
     tree = root.cte("subtree", recursive=True)
     tree = tree.union_all(select(Category.id).join(tree, Category.parent_id == tree.c.id))
     return select(tree.c.id)
+
+
+_AUTOCOMMIT = {"isolation_level": "AUTOCOMMIT"}
+
+
+class ListingShape(NamedTuple):
+    """Which of the listing's filters are set, and the sort: one cached statement each."""
+
+    include_inactive: bool
+    category: bool
+    q: bool
+    min_price: bool
+    max_price: bool
+    in_stock: bool | None
+    sort: str
+
+    @classmethod
+    def of(cls, filters: ProductFilters) -> ListingShape:
+        return cls(
+            include_inactive=filters.include_inactive,
+            category=filters.category is not None,
+            q=bool(filters.q),
+            min_price=filters.min_price is not None,
+            max_price=filters.max_price is not None,
+            in_stock=filters.in_stock,
+            sort=filters.sort,
+        )
+
+
+def listing_params(filters: ProductFilters, params: PageParams) -> dict[str, Any]:
+    """The bind parameters of the listing statements for these filters and this page."""
+    values: dict[str, Any] = {"limit": params.page_size, "offset": params.offset}
+    if filters.category is not None:
+        values["category"] = filters.category
+    if filters.q:
+        values["pattern"] = like_pattern(filters.q)
+    if filters.min_price is not None:
+        values["min_price"] = filters.min_price
+    if filters.max_price is not None:
+        values["max_price"] = filters.max_price
+    return values
+
+
+def _listing_conditions(shape: ListingShape) -> list[ColumnElement[bool]]:
+    """The WHERE clause of a listing shape, its values as bind parameters (`listing_params`)."""
+    t = PRODUCT_TABLE.c
+    conditions: list[ColumnElement[bool]] = []
+    if not shape.include_inactive:
+        conditions.append(t.is_active.is_(True))
+    if shape.category:
+        slug = bindparam("category", type_=String())
+        conditions.append(
+            t.category_id.in_(subtree_ids(slug, active_only=not shape.include_inactive))
+        )
+    if shape.q:
+        pattern = bindparam("pattern", type_=String())
+        conditions.append(
+            or_(
+                t.name.ilike(pattern, escape="\\"),
+                t.description.ilike(pattern, escape="\\"),
+                t.sku.ilike(pattern, escape="\\"),
+            )
+        )
+    if shape.min_price:
+        conditions.append(t.price >= bindparam("min_price", type_=t.price.type))
+    if shape.max_price:
+        conditions.append(t.price <= bindparam("max_price", type_=t.price.type))
+    if shape.in_stock is True:
+        conditions.append(t.stock_quantity > 0)
+    elif shape.in_stock is False:
+        conditions.append(t.stock_quantity == 0)
+    return conditions
+
+
+@lru_cache(maxsize=1024)
+def listing_statement(shape: ListingShape) -> Select[Any]:
+    """One page of a listing shape and the total, from one statement: one scan feeds a window
+    count. Built once per shape and kept: executing the same statement object again reuses its
+    cache key and compiled form, so a request only binds its values."""
+    # The count and the filter live in a subquery and the sort outside it. Sorted in the same
+    # SELECT, PostgreSQL walks the sort index under the LIMIT (it does not see that the window
+    # count reads every row anyway) instead of using the trigram indexes for `q`.
+    matches = (
+        select(
+            *(PRODUCT_TABLE.c[name] for name in PUBLIC_COLUMNS),
+            func.count(literal(1)).over().label("total"),
+        )
+        .where(*_listing_conditions(shape))
+        .subquery("matches")
+    )
+    key = matches.c[shape.sort.lstrip("-")]
+    if shape.sort.startswith("-"):
+        order = (key.desc(), matches.c.id.desc())
+    else:
+        order = (key.asc(), matches.c.id.asc())
+    return (
+        select(*(matches.c[name] for name in PUBLIC_COLUMNS), matches.c.total)
+        .order_by(*order)
+        .limit(bindparam("limit", type_=Integer()))
+        .offset(bindparam("offset", type_=Integer()))
+    )
+
+
+@lru_cache(maxsize=1024)
+def listing_count(shape: ListingShape) -> Select[Any]:
+    """The number of products a listing shape matches (for a page past the last one)."""
+    return select(func.count()).select_from(PRODUCT_TABLE).where(*_listing_conditions(shape))
 
 
 class ProductRepository:
@@ -176,7 +307,8 @@ class ProductRepository:
     async def page(
         self, filters: ProductFilters, params: PageParams
     ) -> tuple[Sequence[Product], int]:
-        """One page and the total, from one statement: one scan feeds a window count."""
+        """One page as ORM objects and the total (the admin dashboard's list); the JSON listing
+        reads the same page as plain rows with `page_rows`."""
         # The count and the filter live in a subquery and the sort outside it. Sorted in the
         # same SELECT, PostgreSQL walks the sort index under the LIMIT (it does not see that the
         # window count reads every row anyway) instead of using the trigram indexes for `q`.
@@ -205,6 +337,30 @@ class ProductRepository:
         # Past the last page no row carries the total: count once.
         count = select(func.count()).select_from(Product).where(*self._conditions(filters))
         return [], int(await self.session.scalar(count) or 0)
+
+    async def page_rows(
+        self, filters: ProductFilters, params: PageParams
+    ) -> tuple[Sequence[Row[Any]], int]:
+        """One page as plain rows (the `PUBLIC_COLUMNS`) and the total, from one statement.
+
+        Core on the session's connection: no ORM entities, no statement built per request. On
+        PostgreSQL a session that has not begun yet (a public read) reads in autocommit: the
+        page and its total come from one statement, so its own snapshot is all they need, and
+        the BEGIN and COMMIT round trips are saved."""
+        shape = ListingShape.of(filters)
+        values = listing_params(filters, params)
+        if self.is_postgres and not self.session.in_transaction():
+            connection = await self.session.connection(execution_options=_AUTOCOMMIT)
+        else:
+            connection = await self.session.connection()
+        rows = (await connection.execute(listing_statement(shape), values)).all()
+        if rows:
+            return rows, int(rows[0].total)
+        if params.page == 1:
+            return [], 0
+        # Past the last page no row carries the total: count once.
+        del values["limit"], values["offset"]
+        return [], int((await connection.execute(listing_count(shape), values)).scalar() or 0)
 
     # ------------------------------------------------------------------ import
 
