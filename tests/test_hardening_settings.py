@@ -8,6 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from sellerdesk.config import Settings
+from sellerdesk.db import _loopback_without_tls
 
 
 def settings(**values: Any) -> Settings:
@@ -55,3 +56,22 @@ def test_database_urls_without_an_async_driver_get_one(given: str, used: str) ->
 def test_a_database_url_that_is_not_a_url_is_refused() -> None:
     with pytest.raises(ValidationError, match="DATABASE_URL"):
         settings(DATABASE_URL="nonsense")
+
+
+@pytest.mark.parametrize(
+    ("url", "args"),
+    [
+        ("postgresql+asyncpg://u@127.0.0.1/shop", {"ssl": False}),
+        ("postgresql+asyncpg://u@localhost:5433/shop", {"ssl": False}),
+        ("postgresql+asyncpg://u@[::1]/shop", {"ssl": False}),
+        ("postgresql+asyncpg://u@127.0.0.1/shop?ssl=require", {}),
+        ("postgresql+asyncpg://u@db.example.com/shop", {}),
+        ("postgresql+asyncpg://u@10.0.0.5/shop", {}),
+        ("postgresql+asyncpg://u@/shop?host=/run/postgresql", {}),
+    ],
+)
+def test_no_tls_attempt_to_a_database_on_this_machine_unless_asked(
+    url: str, args: dict[str, object]
+) -> None:
+    """TLS over loopback protects nothing and cost ~0.9 ms of CPU per new connection."""
+    assert _loopback_without_tls(url) == args
