@@ -5,21 +5,21 @@ repeat-marker purge's cut-off, and settings read back in one session."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import select
+from sqlalchemy import insert, select
 
 from sellerdesk.credits import alerts
 from sellerdesk.credits import service as credits_service
 from sellerdesk.credits.handlers import _Payment
 from sellerdesk.credits.repository import PaidLookupRepository
 from sellerdesk.kit.pagination import PageParams
-from sellerdesk.models import CreditPaidLookup
+from sellerdesk.models import CreditPaidLookup, CreditUsage
 from sellerdesk.models.base import utcnow
 from tests.conftest import AppFactory
 from tests.credits_factories import grant
@@ -261,3 +261,36 @@ async def test_changing_alert_settings_returns_them_even_after_reading_them(
         after = await alerts.update(session, user.id, enabled=False, threshold=None)
         assert (after.enabled, after.threshold, after.effective_threshold) == (False, None, None)
         await session.commit()
+
+
+# --------------------------------------------------------------------------- usage
+
+
+async def test_usage_starts_on_the_first_day_asked_and_orders_its_endpoints(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    user = await register(client)
+    rows = [
+        (date(2026, 3, 1), "asin_lookup", 9, 9),
+        (date(2026, 3, 2), "fnsku_conversion", 7, 0),  # written first, listed second
+        (date(2026, 3, 2), "asin_lookup", 1, 1),
+    ]
+    async with app.state.sessionmaker() as session:
+        await session.execute(
+            insert(CreditUsage),
+            [
+                {"user_id": user.id, "day": d, "endpoint": e, "calls": c, "credits": k}
+                for d, e, c, k in rows
+            ],
+        )
+        await session.commit()
+    response = await client.get(
+        "/api/v1/credits/usage",
+        params={"from": "2026-03-02", "to": "2026-03-02"},
+        headers=user.headers,
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["items"] == [
+        {"date": "2026-03-02", "endpoint": "asin_lookup", "calls": 1, "credits": 1},
+        {"date": "2026-03-02", "endpoint": "fnsku_conversion", "calls": 7, "credits": 0},
+    ]
