@@ -17,7 +17,7 @@ from sqlalchemy import insert, select
 from sellerdesk.credits import alerts
 from sellerdesk.credits import service as credits_service
 from sellerdesk.credits.handlers import _Payment
-from sellerdesk.credits.repository import PaidLookupRepository
+from sellerdesk.credits.repository import AlertRepository, PaidLookupRepository
 from sellerdesk.kit.pagination import PageParams
 from sellerdesk.models import CreditPaidLookup, CreditUsage
 from sellerdesk.models.base import utcnow
@@ -248,7 +248,7 @@ async def test_the_purge_keeps_markers_paid_exactly_at_the_cutoff_and_counts_wha
 # --------------------------------------------------------------------------- alert settings
 
 
-async def test_changing_alert_settings_returns_them_even_after_reading_them(
+async def test_alert_settings_are_read_as_stored_even_when_the_session_holds_an_older_row(
     client: httpx.AsyncClient, app: FastAPI
 ) -> None:
     user = await register(client)
@@ -256,8 +256,8 @@ async def test_changing_alert_settings_returns_them_even_after_reading_them(
         await alerts.update(session, user.id, enabled=True, threshold=5)
         await session.commit()
     async with app.state.sessionmaker() as session:
-        before = await alerts.settings_of(session, user.id)
-        assert (before.enabled, before.threshold) == (True, 5)
+        held = await AlertRepository(session).get(user.id)  # a caller keeping the row it read
+        assert held is not None and (held.enabled, held.threshold) == (True, 5)
         after = await alerts.update(session, user.id, enabled=False, threshold=None)
         assert (after.enabled, after.threshold, after.effective_threshold) == (False, None, None)
         await session.commit()
