@@ -1,6 +1,7 @@
-"""Credits behaviour the mutation run found untested (issue 18): error messages and details
-clients read, the admin ledger search, purchase keys per account, checkout metadata, the
-repeat-marker purge's cut-off, and settings read back in one session."""
+"""Credits behaviour the mutation run found untested (issue 18): error messages, details and
+headers clients read, the admin pack list and ledger search, purchase keys per account,
+Checkout metadata, the repeat-marker purge's cut-off, alert settings read as stored, and the
+first day of a usage range."""
 
 from __future__ import annotations
 
