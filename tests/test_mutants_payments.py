@@ -153,18 +153,19 @@ async def test_the_reconciler_counts_only_payments_whose_state_changed(app: Fast
 
 
 async def test_the_webhook_log_shows_the_newest_fifty_events_newest_first(app: FastAPI) -> None:
+    """Received oldest first, with ids that sort the same way: only the time orders them."""
     now = utcnow()
     async with app.state.sessionmaker() as session:
-        session.add_all(
-            WebhookEvent(id=f"evt_{n:03}", type="payment_intent.succeeded", received_at=when)
-            for n, when in ((n, now - timedelta(minutes=n)) for n in range(52))
-        )
+        for n in range(52):  # evt_000 is the oldest
+            when = now - timedelta(minutes=52 - n)
+            session.add(WebhookEvent(id=f"evt_{n:03}", type="charge.refunded", received_at=when))
+            await session.flush()
         await session.commit()
         events = await payments_service.recent_webhook_events(session)
         two = await payments_service.recent_webhook_events(session, limit=2)
 
-    assert [e.id for e in events] == [f"evt_{n:03}" for n in range(50)]
-    assert [e.id for e in two] == ["evt_000", "evt_001"]
+    assert [e.id for e in events] == [f"evt_{n:03}" for n in range(51, 1, -1)]
+    assert [e.id for e in two] == ["evt_051", "evt_050"]
 
 
 # --------------------------------------------------------------------------- refunds
