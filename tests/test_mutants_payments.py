@@ -190,6 +190,21 @@ async def test_a_refused_refund_gives_back_its_cents_and_leaves_other_pending_re
     assert (payment.refunded_amount, payment.refund_reserved) == (Decimal("10.50"), Decimal("0"))
 
 
+async def test_a_refund_over_what_is_left_says_whether_anything_is_left(world: World) -> None:
+    order_id = await world.paid_order()  # 30.00
+    assert (await world.refund(order_id, "29.50")).status_code == 200
+
+    over = await world.refund(order_id, "1.00")  # 0.50 left
+    assert (await world.refund(order_id, "0.50")).status_code == 200
+    done = await world.refund(order_id, "0.50")
+
+    assert over.status_code == 409
+    assert over.json()["message"] == "The refund exceeds what is left to refund."
+    assert over.json()["details"]["refundable"] == "0.50"
+    assert done.status_code == 409
+    assert done.json()["message"] == "This payment is already refunded in full."
+
+
 async def test_refunding_the_rest_of_a_payment_under_one_unit_refunds_it_in_full(
     world: World,
 ) -> None:
@@ -306,10 +321,12 @@ class _Endpoint:
 
 
 class _Retrieve(_Endpoint):
-    """A paid intent, 5.00 of it refunded: its charge is an id unless asked to expand it."""
+    """An intent in `status`, 5.00 of it refunded: its charge is an id unless asked to expand
+    it (as Stripe answers)."""
 
-    def __init__(self) -> None:
+    def __init__(self, status: str = "succeeded", method: Any = None) -> None:
         super().__init__({})
+        self.status, self.method = status, method
 
     def __call__(self, *args: Any) -> Any:
         self.calls.append(args)
@@ -318,12 +335,24 @@ class _Retrieve(_Endpoint):
         charge = {"id": "ch_1", "amount_refunded": 500} if expanded else "ch_1"
         self.body = {
             "id": args[0],
-            "status": "succeeded",
+            "status": self.status,
             "amount": 900,
             "currency": "usd",
             "latest_charge": charge,
+            "payment_method": self.method,
         }
         return self._answer()
+
+
+class _Declines(_Endpoint):
+    def __call__(self, *args: Any) -> Any:
+        self.calls.append(args)
+        return self._decline()
+
+    async def _decline(self) -> Any:
+        import stripe
+
+        raise stripe.CardError("Your card was declined.", None, "card_declined")
 
 
 def recording_stripe(
@@ -501,3 +530,109 @@ async def test_refunds_under_different_idempotency_keys_are_different_refunds(
     assert [r.status for r in await world.refunds(order_id)] == ["succeeded", "succeeded"]
     assert (await world.payment(order_id)).refunded_amount == Decimal("10.00")
     assert world.provider.refunded_total == 1000
+
+
+async def test_confirming_a_paid_intent_at_stripe_sees_what_was_refunded_of_it() -> None:
+    stripe, _ = recording_stripe()
+
+    info = await stripe.confirm_intent(IntentRef("pi_1", 900, "usd"))
+
+    assert (info.status, info.amount_refunded) == ("succeeded", 500)
+
+
+@pytest.mark.parametrize("method", ["pm_card", {"id": "pm_card", "object": "payment_method"}])
+async def test_confirming_at_stripe_names_the_payment_method_in_its_key(method: Any) -> None:
+    """A retry never confirms one method twice; the method may come expanded or as an id."""
+    stripe, v1 = recording_stripe()
+    v1.payment_intents.retrieve_async = _Retrieve("requires_confirmation", method)
+    confirm = v1.payment_intents.confirm_async = _Retrieve("succeeded")
+
+    info = await stripe.confirm_intent(IntentRef("pi_1", 900, "usd"))
+
+    assert (info.status, info.amount_refunded) == ("succeeded", 500)
+    [(intent_id, _, options)] = confirm.calls
+    assert (intent_id, options) == ("pi_1", {"idempotency_key": "pi_1:confirm:pm_card"})
+
+
+async def test_a_declined_confirmation_at_stripe_reports_the_intent_as_it_is_then() -> None:
+    stripe, v1 = recording_stripe()
+    retrieve = v1.payment_intents.retrieve_async = _Retrieve("requires_confirmation", "pm_x")
+    v1.payment_intents.confirm_async = _Declines({})
+
+    info = await stripe.confirm_intent(IntentRef("pi_1", 900, "usd"))
+
+    assert len(retrieve.calls) == 2
+    assert (info.status, info.amount_refunded) == ("pending", 500)
+
+
+# --------------------------------------------------------------------------- Checkout webhook
+
+
+async def stripe_payment(app: FastAPI, user_id: int, name: str, intent_id: str | None) -> int:
+    async with app.state.sessionmaker() as session:
+        payment = Payment(
+            purpose=f"mutants:{name}",
+            provider="stripe",
+            intent_id=intent_id,
+            user_id=user_id,
+            amount=Decimal("9.00"),
+            currency="usd",
+            status="pending",
+            refunded_amount=Decimal("0.00"),
+        )
+        session.add(payment)
+        await session.commit()
+        return payment.id
+
+
+async def deliver_completed_checkout(
+    client: httpx.AsyncClient, name: str, intent_id: str
+) -> httpx.Response:
+    from tests.stripe_fixtures import event, signed
+
+    completed = {
+        "id": f"cs_test_{name}",
+        "object": "checkout.session",
+        "client_reference_id": f"mutants:{name}",
+        "payment_intent": intent_id,
+        "payment_status": "paid",
+        "amount_total": 900,
+        "currency": "usd",
+    }
+    payload, headers = signed(event("checkout.session.completed", completed))
+    return await client.post("/api/v1/payments/webhook", content=payload, headers=headers)
+
+
+async def test_a_completed_checkout_session_pays_its_payment_on_the_first_delivery(
+    make_app: AppFactory,
+) -> None:
+    from tests.stripe_fixtures import WEBHOOK_SECRET
+
+    app = await make_app(STRIPE_WEBHOOK_SECRET=WEBHOOK_SECRET)
+    user = await make_user(app)
+    payment_id = await stripe_payment(app, user.id, "first", None)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://test"
+    ) as client:
+        answer = await deliver_completed_checkout(client, "first", "pi_first")
+
+    assert answer.status_code == 200, answer.text
+    assert await status_of(app, payment_id) == "succeeded"
+
+
+async def test_a_completed_checkout_session_with_another_intent_leaves_the_payment_alone(
+    make_app: AppFactory,
+) -> None:
+    """The payment already has its intent: a session naming another one does not pay it."""
+    from tests.stripe_fixtures import WEBHOOK_SECRET
+
+    app = await make_app(STRIPE_WEBHOOK_SECRET=WEBHOOK_SECRET)
+    user = await make_user(app)
+    payment_id = await stripe_payment(app, user.id, "taken", "pi_ours")
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://test"
+    ) as client:
+        answer = await deliver_completed_checkout(client, "taken", "pi_someone_elses")
+
+    assert answer.status_code == 200, answer.text
+    assert await status_of(app, payment_id) == "pending"
