@@ -3,10 +3,13 @@
 Each test states a rule a client, the outbox or Stripe relies on: the reconciler's batch (the
 oldest stale pending payments that have an intent, at most `limit`, and only real changes
 counted), the webhook log's newest-first page, refunds that leave other pending refunds'
-reserved cents alone, the outbox refund of a payment's rest (one unit or less, resumed after
-no answer, nothing on an unpaid or refunded payment, a refusal that is not retried), and what
-we send to Stripe (Checkout's cancel page, metadata and idempotency key; the cancel's key; the
-refund list's page size, Stripe's maximum).
+reserved cents alone and whose 409 says whether anything is left, refunds under different
+Idempotency-Keys, the outbox refund of a payment's rest (one unit or less, resumed after no
+answer, nothing on an unpaid or refunded payment, a refusal that is not retried), a completed
+Checkout Session that pays its payment on the first delivery and never a payment with another
+intent, and what we send to Stripe and read back (Checkout's cancel page, metadata and key; the
+expanded charge that carries refunds; the confirm, cancel and refund keys; the refund list's
+page size, Stripe's maximum).
 
 The Stripe requests are checked on a recording stand-in for the SDK's client: localstripe keeps
 neither Checkout's `payment_intent_data` nor the request options.
