@@ -198,14 +198,6 @@ class LedgerRepository:
         )
         return {as_date(d): int(total or 0) for d, total in rows}
 
-    async def sum_for(self, user_id: int) -> int:
-        value = await self.session.scalar(
-            select(func.coalesce(func.sum(CreditLedger.amount), 0)).where(
-                CreditLedger.user_id == user_id
-            )
-        )
-        return int(value or 0)
-
 
 # The same SQL on PostgreSQL and SQLite (3.35+); SQLAlchemy's ON CONFLICT construct is not
 # cacheable, and compiling it on every paid call costs more than the round trip.
