@@ -1,0 +1,324 @@
+"""The failed-login stores and the login throttle, step by step, on a clock the test moves.
+
+`tests/test_login_throttle.py` holds the rules through the HTTP API; this file holds what those
+tests cannot see from outside: which key refuses and for exactly how long, the instant a
+failure stops counting, what a settled attempt leaves behind, and that the in-memory store
+sweeps keys whose failures have all expired (it only sweeps every `SWEEP_EVERY` attempts).
+The Redis store runs the same rules in Lua on a private redis-server (on both backends).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+
+from sellerdesk.errors import RateLimited, ServiceUnavailable
+from sellerdesk.kit import ratelimit
+from sellerdesk.kit.ratelimit import (
+    FailureLimit,
+    LoginFailureStore,
+    LoginThrottle,
+    MemoryLoginFailures,
+    RedisLoginFailures,
+)
+from tests.private_redis import PrivateRedis
+
+MINUTE_MS = 60_000
+
+
+class Clock:
+    """Stands in for the `time` module inside `sellerdesk.kit.ratelimit` (seconds)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def time(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    fake = Clock()
+    monkeypatch.setattr(ratelimit, "time", fake)
+    return fake
+
+
+def keys(address: str, account: str) -> tuple[str, str, str]:
+    """The three keys of one attempt, as `LoginThrottle` builds them."""
+    return (f"addr:{address}", f"pair:{account}:{address}", f"acct:{account}")
+
+
+def limits(address: int, pair: int, account: int) -> tuple[FailureLimit, ...]:
+    return tuple(FailureLimit(f"{n}/minute") for n in (address, pair, account))
+
+
+# --------------------------------------------------------------------------- memory store
+
+
+async def test_a_refusal_names_the_full_key_and_the_exact_wait(clock: Clock) -> None:
+    store = MemoryLoginFailures()
+    rules = limits(address=2, pair=5, account=5)
+    assert await store.reserve(keys("a", "x"), rules, "1") == (0, 0.0)
+    clock.now += 10
+    assert await store.reserve(keys("a", "y"), rules, "2") == (0, 0.0)
+    clock.now += 10
+    # The address has failed twice: refused until its oldest failure is a minute old.
+    assert await store.reserve(keys("a", "z"), rules, "3") == (1, 40.0)
+    assert FailureLimit("2/minute").window_ms == MINUTE_MS
+    # Nothing was counted for the refused attempt.
+    clock.now += 40
+    assert await store.reserve(keys("a", "z"), rules, "4") == (0, 0.0)
+
+
+async def test_the_pair_refuses_before_the_account(clock: Clock) -> None:
+    store = MemoryLoginFailures()
+    rules = limits(address=10, pair=2, account=2)
+    for attempt in ("1", "2"):
+        assert await store.reserve(keys("a", "x"), rules, attempt) == (0, 0.0)
+        clock.now += 5
+    assert await store.reserve(keys("a", "x"), rules, "3") == (2, 50.0)
+
+
+async def test_the_account_ceiling_waits_for_the_failure_that_brings_it_under(
+    clock: Clock,
+) -> None:
+    store = MemoryLoginFailures()
+    rules = limits(address=10, pair=10, account=2)
+    # Five addresses fail once each for one account, ten seconds apart: the account holds
+    # five failures, more than its ceiling of two (an address that had not failed was let in).
+    for n in range(5):
+        assert await store.reserve(keys(f"a{n}", "x"), rules, f"{n}") == (0, 0.0)
+        clock.now += 10
+    # Now 50 s after the first. The first address has failed for it: refused until only one
+    # failure is left in the window, i.e. until the fourth (at 30 s) expires: 40 s from now.
+    assert await store.reserve(keys("a0", "x"), rules, "again") == (3, 40.0)
+    # An address that never failed for the account is let in, and counted.
+    assert await store.reserve(keys("fresh", "x"), rules, "fresh") == (0, 0.0)
+    # It failed for the account now: refused until the fifth failure (at 40 s) expires.
+    assert await store.reserve(keys("fresh", "x"), rules, "fresh-2") == (3, 50.0)
+
+
+async def test_a_full_address_is_refused_even_for_an_account_it_never_tried(
+    clock: Clock,
+) -> None:
+    store = MemoryLoginFailures()
+    rules = limits(address=1, pair=5, account=5)
+    assert await store.reserve(keys("a", "x"), rules, "1") == (0, 0.0)
+    assert await store.reserve(keys("a", "new"), rules, "2") == (1, 60.0)
+
+
+async def test_a_failure_stops_counting_exactly_one_window_later(clock: Clock) -> None:
+    store = MemoryLoginFailures()
+    rules = limits(address=1, pair=1, account=1)
+    assert await store.reserve(keys("a", "x"), rules, "1") == (0, 0.0)
+    clock.now += 59.999
+    assert (await store.reserve(keys("a", "x"), rules, "2"))[0] == 1
+    clock.now = 1060.0  # exactly one minute after the failure
+    assert await store.reserve(keys("a", "x"), rules, "3") == (0, 0.0)
+
+
+async def test_forgetting_one_attempt_keeps_the_others(clock: Clock) -> None:
+    store = MemoryLoginFailures()
+    rules = limits(address=2, pair=2, account=2)
+    assert await store.reserve(keys("a", "x"), rules, "1") == (0, 0.0)
+    assert await store.reserve(keys("a", "x"), rules, "2") == (0, 0.0)
+    await store.forget(keys("a", "x"), "2")
+    assert await store.reserve(keys("a", "x"), rules, "3") == (0, 0.0)
+    assert (await store.reserve(keys("a", "x"), rules, "4"))[0] == 1
+    # Forgetting under keys the store no longer holds (cleared meanwhile) forgets the rest.
+    await store.clear("pair:x:a")
+    await store.clear("never-seen")
+    await store.forget(("never-seen", "pair:x:a", "addr:a", "acct:x"), "3")
+    assert await store.reserve(keys("a", "x"), rules, "5") == (0, 0.0)
+    # The only attempt left under a key forgotten: the key goes.
+    await store.forget(keys("a", "x"), "1")
+    await store.forget(keys("a", "x"), "5")
+    assert store._entries == {}
+
+
+async def test_the_memory_store_sweeps_keys_whose_failures_all_expired(clock: Clock) -> None:
+    store = MemoryLoginFailures()
+    store.SWEEP_EVERY = 7  # the 7th reservation sweeps, before counting itself
+    rules = limits(address=100, pair=100, account=100)
+    start = clock.now
+
+    async def reserve_at(seconds: float, group: str) -> None:
+        clock.now = start + seconds
+        assert await store.reserve(keys(group, group), rules, f"{group}@{seconds}") == (0, 0.0)
+
+    await reserve_at(0, "expired")
+    await reserve_at(20, "mixed")  # expired by the sweep...
+    await reserve_at(21, "mixed")
+    await reserve_at(25, "boundary")  # exactly one window before the sweep: expired
+    await reserve_at(50, "live")
+    await reserve_at(75, "mixed")  # ...but its newest failure is live
+    assert len(store._entries) == 12  # no sweep yet
+    await reserve_at(85, "new")
+    assert set(store._entries) == {
+        *keys("mixed", "mixed"),
+        *keys("live", "live"),
+        *keys("new", "new"),
+    }
+    # A swept key is not dropped from what still counts.
+    assert [t for t, _ in store._entries["addr:mixed"][1]] == [
+        (start + s) * 1000 for s in (20, 21, 75)
+    ]
+
+
+# --------------------------------------------------------------------------- both stores
+
+
+@pytest.fixture(scope="module")
+def redis_server() -> Iterator[PrivateRedis]:
+    server = PrivateRedis()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def store(
+    request: pytest.FixtureRequest, redis_server: PrivateRedis
+) -> AsyncIterator[LoginFailureStore]:
+    if request.param == "memory":
+        yield MemoryLoginFailures()
+        return
+    client: Redis = Redis.from_url(redis_server.url)
+    await client.flushdb()
+    try:
+        yield RedisLoginFailures(client, "t")
+    finally:
+        await client.aclose()
+
+
+async def test_both_stores_refuse_at_the_limit_and_say_how_long(store: LoginFailureStore) -> None:
+    rules = limits(address=2, pair=5, account=5)
+    assert await store.reserve(keys("a", "x"), rules, "1") == (0, 0)
+    assert await store.reserve(keys("a", "y"), rules, "2") == (0, 0)
+    index, wait = await store.reserve(keys("a", "z"), rules, "3")
+    assert index == 1 and 59 < wait <= 60, wait
+
+
+async def test_both_stores_forget_only_the_attempt_named(store: LoginFailureStore) -> None:
+    rules = limits(address=2, pair=2, account=2)
+    for attempt in ("1", "2"):
+        assert await store.reserve(keys("a", "x"), rules, attempt) == (0, 0)
+    await store.forget(keys("a", "x"), "2")
+    assert await store.reserve(keys("a", "x"), rules, "3") == (0, 0)
+    assert (await store.reserve(keys("a", "x"), rules, "4"))[0] == 1
+    await store.forget(keys("a", "x"), "1")
+    await store.forget(keys("a", "x"), "3")
+    for attempt in ("5", "6"):
+        assert await store.reserve(keys("a", "x"), rules, attempt) == (0, 0)
+
+
+async def test_both_stores_clear_one_key_only(store: LoginFailureStore) -> None:
+    rules = limits(address=3, pair=1, account=3)
+    assert await store.reserve(keys("a", "x"), rules, "1") == (0, 0)
+    await store.clear("pair:x:a")
+    await store.clear("pair:nobody:a")
+    assert await store.reserve(keys("a", "x"), rules, "2") == (0, 0)
+    assert (await store.reserve(keys("a", "y"), rules, "3")) == (0, 0)
+    assert (await store.reserve(keys("a", "z"), rules, "4"))[0] == 1  # the address kept all
+
+
+# --------------------------------------------------------------------------- the throttle
+
+
+def throttle(
+    store: LoginFailureStore,
+    pair: str = "3/minute",
+    address: str = "4/minute",
+    account: str = "5/minute",
+) -> LoginThrottle:
+    return LoginThrottle(store, per_account_address=pair, per_address=address, per_account=account)
+
+
+async def _try(t: LoginThrottle, email: str, ip: str, verdict: str | None) -> None:
+    async with t.attempt(email, ip) as attempt:
+        if verdict == "failed":
+            attempt.failed()
+        elif verdict == "succeeded":
+            attempt.succeeded()
+
+
+async def test_failures_count_and_a_success_forgets_its_own_pair_only(
+    store: LoginFailureStore,
+) -> None:
+    t = throttle(store, address="6/minute", account="10/minute")
+    for _ in range(2):
+        await _try(t, "owner@example.com", "10.0.0.1", "failed")
+    await _try(t, "other@example.com", "10.0.0.1", "failed")
+    # A success: this address's failures for this account go, its attempt is not counted,
+    # but the address keeps its failure for the other account.
+    await _try(t, "owner@example.com", "10.0.0.1", "succeeded")
+    for _ in range(3):
+        await _try(t, "owner@example.com", "10.0.0.1", "failed")
+    # The address now holds 6 failures (2 + 3 for `owner`, 1 for `other`): full.
+    with pytest.raises(RateLimited) as refused:
+        await _try(t, "third@example.com", "10.0.0.1", "failed")
+    assert refused.value.headers is not None
+    assert 59 <= int(refused.value.headers["Retry-After"]) <= 60
+    assert refused.value.message == "Too many failed logins; retry later."
+
+
+async def test_an_attempt_without_a_verdict_leaves_nothing_counted(
+    store: LoginFailureStore,
+) -> None:
+    t = throttle(store, pair="2/minute")
+    for _ in range(5):
+        await _try(t, "owner@example.com", "10.0.0.1", None)
+    with pytest.raises(RuntimeError):
+        async with t.attempt("owner@example.com", "10.0.0.1"):
+            raise RuntimeError("the database went away")
+    for _ in range(2):
+        await _try(t, "owner@example.com", "10.0.0.1", "failed")
+    with pytest.raises(RateLimited):
+        await _try(t, "owner@example.com", "10.0.0.1", "failed")
+
+
+async def test_a_successful_login_is_never_counted(store: LoginFailureStore) -> None:
+    t = throttle(store, pair="2/minute")
+    await _try(t, "owner@example.com", "10.0.0.1", "failed")
+    for _ in range(6):  # more than any limit
+        await _try(t, "owner@example.com", "10.0.0.1", "succeeded")
+    # The account counted none of them: another address fails up to the account's ceiling.
+    await _try(t, "owner@example.com", "10.0.0.2", "failed")
+    await _try(t, "owner@example.com", "10.0.0.2", "failed")
+
+
+class BrokenStore(MemoryLoginFailures):
+    def __init__(self, *, reserve: bool = False, settle: bool = False) -> None:
+        super().__init__()
+        self.broken_reserve, self.broken_settle = reserve, settle
+
+    async def reserve(self, *args: Any, **kwargs: Any) -> tuple[int, float]:
+        if self.broken_reserve:
+            raise ConnectionError("store down")
+        return await super().reserve(*args, **kwargs)
+
+    async def forget(self, keys: tuple[str, ...], attempt: str) -> None:
+        if self.broken_settle:
+            raise ConnectionError("store down")
+        await super().forget(keys, attempt)
+
+
+async def test_the_throttle_fails_closed_while_its_store_is_down() -> None:
+    t = throttle(BrokenStore(reserve=True))
+    with pytest.raises(ServiceUnavailable) as down:
+        await _try(t, "owner@example.com", "10.0.0.1", "succeeded")
+    assert down.value.headers == {"Retry-After": "5"}
+
+
+async def test_a_store_failing_while_settling_does_not_fail_the_login() -> None:
+    t = throttle(BrokenStore(settle=True))
+    await _try(t, "owner@example.com", "10.0.0.1", "succeeded")
+    await _try(t, "owner@example.com", "10.0.0.1", None)
