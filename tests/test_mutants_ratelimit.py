@@ -9,20 +9,25 @@ The Redis store runs the same rules in Lua on a private redis-server (on both ba
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
+from limits.aio.storage import RedisStorage
 from redis.asyncio import Redis
 
 from sellerdesk.errors import RateLimited, ServiceUnavailable
 from sellerdesk.kit import ratelimit
 from sellerdesk.kit.ratelimit import (
     FailureLimit,
+    Limiter,
     LoginFailureStore,
     LoginThrottle,
     MemoryLoginFailures,
+    PaidCallLimits,
     RedisLoginFailures,
+    create_storage,
 )
 from tests.private_redis import PrivateRedis
 
@@ -33,7 +38,7 @@ class Clock:
     """Stands in for the `time` module inside `sellerdesk.kit.ratelimit` (seconds)."""
 
     def __init__(self) -> None:
-        self.now = 1000.0
+        self.now = float(int(time.time()))  # whole seconds: exact sums; real: `limits` reads it
 
     def monotonic(self) -> float:
         return self.now
@@ -117,9 +122,10 @@ async def test_a_failure_stops_counting_exactly_one_window_later(clock: Clock) -
     store = MemoryLoginFailures()
     rules = limits(address=1, pair=1, account=1)
     assert await store.reserve(keys("a", "x"), rules, "1") == (0, 0.0)
-    clock.now += 59.999
+    start = clock.now
+    clock.now = start + 59.999
     assert (await store.reserve(keys("a", "x"), rules, "2"))[0] == 1
-    clock.now = 1060.0  # exactly one minute after the failure
+    clock.now = start + 60  # exactly one minute after the failure
     assert await store.reserve(keys("a", "x"), rules, "3") == (0, 0.0)
 
 
@@ -322,3 +328,64 @@ async def test_a_store_failing_while_settling_does_not_fail_the_login() -> None:
     t = throttle(BrokenStore(settle=True))
     await _try(t, "owner@example.com", "10.0.0.1", "succeeded")
     await _try(t, "owner@example.com", "10.0.0.1", None)
+
+
+# --------------------------------------------------------------------------- paid-call limits
+
+
+@pytest.fixture
+async def redis_limits(redis_server: PrivateRedis) -> AsyncIterator[RedisStorage]:
+    """Redis storage of the paid limits (one Lua script per call, timed by `ratelimit.time`)."""
+    client: Redis = Redis.from_url(redis_server.url)
+    await client.flushdb()
+    await client.aclose()
+    storage = create_storage(redis_server.url, key_prefix="paid")
+    assert isinstance(storage, RedisStorage)
+    yield storage
+
+
+def _refusal(error: pytest.ExceptionInfo[RateLimited]) -> dict[str, str]:
+    return error.value.headers or {}
+
+
+async def test_redis_paid_limits_wait_for_the_window_that_refused(
+    clock: Clock, redis_limits: RedisStorage
+) -> None:
+    limits = PaidCallLimits(Limiter(redis_limits), "2/hour", "5/minute")
+    start = clock.now
+    assert (await limits.hit("user:1")).headers() == {
+        "X-RateLimit-Limit": "2",
+        "X-RateLimit-Remaining": "1",
+    }
+    clock.now = start + 10
+    assert (await limits.hit("user:1")).remaining == 0
+    # The payer's own window (an hour) is full: back when its first call is an hour old.
+    clock.now = start + 20
+    with pytest.raises(RateLimited) as mine:
+        await limits.hit("user:1")
+    assert _refusal(mine) == {
+        "Retry-After": "3580",
+        "X-RateLimit-Limit": "2",
+        "X-RateLimit-Remaining": "0",
+    }
+    # Three other payers fill the global window (a minute; the refused call did not count).
+    for n, seconds in ((2, 30), (3, 40), (4, 50)):
+        clock.now = start + seconds
+        assert (await limits.hit(f"user:{n}")).remaining == 1
+    # Refused by the global window half a second before its oldest call leaves it: retry in
+    # 1 s (whole seconds, rounded up); the payer's own call was counted.
+    clock.now = start + 59.5
+    with pytest.raises(RateLimited) as every:
+        await limits.hit("user:5")
+    assert _refusal(every) == {
+        "Retry-After": "1",
+        "X-RateLimit-Limit": "2",
+        "X-RateLimit-Remaining": "1",
+    }
+    clock.now = start + 60.5
+    assert (await limits.hit("user:6")).remaining == 1
+    # The windows are the ones the `limits` library keeps and reads (its keys and lists).
+    every_key = limits.global_limit.key_for("paid", "global")
+    assert (await redis_limits.get_moving_window(every_key, 5, 60))[1] == 5
+    mine_key = limits.per_payer.key_for("paid", "user:1")
+    assert (await redis_limits.get_moving_window(mine_key, 2, 3600))[1] == 2
