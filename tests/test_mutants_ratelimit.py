@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
-from limits.aio.storage import RedisStorage
+from limits.aio.storage import MemoryStorage, RedisStorage
 from redis.asyncio import Redis
 
 from sellerdesk.errors import RateLimited, ServiceUnavailable
@@ -389,3 +389,31 @@ async def test_redis_paid_limits_wait_for_the_window_that_refused(
     assert (await redis_limits.get_moving_window(every_key, 5, 60))[1] == 5
     mine_key = limits.per_payer.key_for("paid", "user:1")
     assert (await redis_limits.get_moving_window(mine_key, 2, 3600))[1] == 2
+
+
+async def test_memory_paid_limits_wait_for_the_window_that_refused(clock: Clock) -> None:
+    storage = MemoryStorage()
+    limits = PaidCallLimits(Limiter(storage), "2/minute", "3/minute")
+    # `limits` keeps this storage on the real clock; `retry_after` reads `ratelimit.time`.
+    clock.now = time.time()
+    assert (await limits.hit("user:1")).remaining == 1
+    assert (await limits.hit("user:1")).remaining == 0
+    clock.now = time.time()
+    with pytest.raises(RateLimited) as mine:
+        await limits.hit("user:1")
+    assert _refusal(mine)["X-RateLimit-Remaining"] == "0"
+    assert 59 <= int(_refusal(mine)["Retry-After"]) <= 60
+    assert (await limits.hit("user:2")).remaining == 1  # the third call of the global window
+    clock.now = time.time()
+    with pytest.raises(RateLimited) as every:
+        await limits.hit("user:3")
+    assert _refusal(every)["X-RateLimit-Remaining"] == "1"
+    assert 59 <= int(_refusal(every)["Retry-After"]) <= 60
+    # Half a second before the first call leaves the windows: retry in 1 s (rounded up).
+    clock.now = time.time() + 59.5
+    with pytest.raises(RateLimited) as soon:
+        await limits.hit("user:1")
+    assert _refusal(soon)["Retry-After"] == "1"
+    with pytest.raises(RateLimited) as soon:
+        await limits.hit("user:4")
+    assert _refusal(soon)["Retry-After"] == "1"
