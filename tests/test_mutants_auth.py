@@ -6,7 +6,10 @@ HTTP API, where an unknown user hides some of these differences behind the same 
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -18,6 +21,8 @@ from sellerdesk.auth.tokens import (
     AccessClaims,
     create_access_token,
     decode_access_token,
+    hash_refresh_token,
+    new_refresh_token,
     unverified_issuer,
 )
 from sellerdesk.config import Settings
@@ -153,3 +158,31 @@ def test_the_issuer_is_read_before_verification(settings: Settings) -> None:
     assert unverified_issuer(numeric) is None
     with pytest.raises(InvalidToken):
         unverified_issuer("not-a-token")
+
+
+def test_the_configured_algorithm_signs_the_token() -> None:
+    settings = make_settings("sqlite+aiosqlite:///unused.db", None, "t", ALGORITHM="HS384")
+    token = create_access_token(settings, 9)
+    assert jwt.get_unverified_header(token)["alg"] == "HS384"
+    assert decode_access_token(settings, token).user_id == 9
+
+
+def test_a_token_made_without_a_time_is_issued_now_whatever_the_local_zone(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TZ", "UTC+05")  # POSIX: five hours west of UTC
+    time.tzset()
+    try:
+        token = create_access_token(settings, 7)
+        assert abs(_claims(token)["iat"] - time.time()) < 5
+        assert decode_access_token(settings, token).user_id == 7
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+
+def test_a_refresh_token_carries_32_random_bytes_and_is_stored_as_its_sha256() -> None:
+    token, stored = new_refresh_token()
+    assert len(base64.urlsafe_b64decode(token + "=")) == 32
+    assert stored == hashlib.sha256(token.encode()).hexdigest() == hash_refresh_token(token)
+    assert new_refresh_token()[0] != token
