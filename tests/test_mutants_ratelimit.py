@@ -417,3 +417,18 @@ async def test_memory_paid_limits_wait_for_the_window_that_refused(clock: Clock)
     with pytest.raises(RateLimited) as soon:
         await limits.hit("user:4")
     assert _refusal(soon)["Retry-After"] == "1"
+
+
+async def test_paid_limits_count_apart_under_each_key_prefix(redis_server: PrivateRedis) -> None:
+    """Deployments (and test workers) sharing one Redis keep their own counts."""
+    client: Redis = Redis.from_url(redis_server.url, decode_responses=True)
+    await client.flushdb()
+    ours = PaidCallLimits(Limiter(create_storage(redis_server.url, "ours")), "1/minute", "9/minute")
+    theirs = PaidCallLimits(
+        Limiter(create_storage(redis_server.url, "theirs")), "1/minute", "9/minute"
+    )
+    await ours.hit("user:1")
+    assert (await theirs.hit("user:1")).remaining == 0  # its own first call
+    keys = set(await client.keys("*"))
+    await client.aclose()
+    assert keys and all(key.startswith(("ours:", "theirs:")) for key in keys), keys
