@@ -429,6 +429,6 @@ async def test_paid_limits_count_apart_under_each_key_prefix(redis_server: Priva
     )
     await ours.hit("user:1")
     assert (await theirs.hit("user:1")).remaining == 0  # its own first call
-    keys = set(await client.keys("*"))
+    keys = {str(key) for key in await client.keys("*")}  # decoded: str already
     await client.aclose()
     assert keys and all(key.startswith(("ours:", "theirs:")) for key in keys), keys
