@@ -150,7 +150,7 @@ async def test_forgetting_one_attempt_keeps_the_others(clock: Clock) -> None:
 
 async def test_the_memory_store_sweeps_keys_whose_failures_all_expired(clock: Clock) -> None:
     store = MemoryLoginFailures()
-    store.SWEEP_EVERY = 7  # the 7th reservation sweeps, before counting itself
+    store.SWEEP_EVERY = 8  # the 8th reservation sweeps, before counting itself
     rules = limits(address=100, pair=100, account=100)
     start = clock.now
 
@@ -161,11 +161,12 @@ async def test_the_memory_store_sweeps_keys_whose_failures_all_expired(clock: Cl
     await reserve_at(0, "expired")
     await reserve_at(20, "mixed")  # expired by the sweep...
     await reserve_at(21, "mixed")
-    await reserve_at(25, "boundary")  # exactly one window before the sweep: expired
-    await reserve_at(50, "live")
+    await reserve_at(61, "filler")  # "expired" has expired, but this is no sweep yet
+    await reserve_at(62, "boundary")  # exactly one window before the sweep: expired
+    await reserve_at(70, "live")
     await reserve_at(75, "mixed")  # ...but its newest failure is live
-    assert len(store._entries) == 12  # no sweep yet
-    await reserve_at(85, "new")
+    assert len(store._entries) == 15  # no sweep yet
+    await reserve_at(122, "new")
     assert set(store._entries) == {
         *keys("mixed", "mixed"),
         *keys("live", "live"),
