@@ -237,6 +237,16 @@ async def test_both_stores_clear_one_key_only(store: LoginFailureStore) -> None:
     assert (await store.reserve(keys("a", "z"), rules, "4"))[0] == 1  # the address kept all
 
 
+async def test_the_redis_store_keeps_its_keys_under_its_prefix(redis_server: PrivateRedis) -> None:
+    client: Redis = Redis.from_url(redis_server.url, decode_responses=True)
+    await client.flushdb()
+    store = RedisLoginFailures(client, "deploy-a")
+    assert await store.reserve(keys("a", "x"), limits(1, 1, 1), "1") == (0, 0)
+    stored = {str(key) for key in await client.keys("*")}  # decoded: str already
+    await client.aclose()
+    assert stored == {"deploy-a:addr:a", "deploy-a:pair:x:a", "deploy-a:acct:x"}
+
+
 # --------------------------------------------------------------------------- the throttle
 
 
@@ -433,3 +443,15 @@ async def test_paid_limits_count_apart_under_each_key_prefix(redis_server: Priva
     keys = {str(key) for key in await client.keys("*")}  # decoded: str already
     await client.aclose()
     assert keys and all(key.startswith(("ours:", "theirs:")) for key in keys), keys
+
+
+async def test_with_the_store_down_each_payer_keeps_its_own_per_process_cap() -> None:
+    class Down(MemoryStorage):
+        async def acquire_entry(self, *args: Any, **kwargs: Any) -> bool:
+            raise ConnectionError("store down")
+
+    limits = PaidCallLimits(Limiter(Down()), "1/minute", "100/minute")
+    assert (await limits.hit("user:1")).remaining == 0
+    assert (await limits.hit("user:2")).remaining == 0  # not refused: its own first call
+    with pytest.raises(RateLimited):
+        await limits.hit("user:1")
