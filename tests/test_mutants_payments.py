@@ -639,3 +639,64 @@ async def test_a_completed_checkout_session_with_another_intent_leaves_the_payme
 
     assert answer.status_code == 200, answer.text
     assert await status_of(app, payment_id) == "pending"
+
+
+# --------------------------------------------------------------------------- provider refunds
+
+
+async def _provider_says(
+    app: FastAPI, payment_id: int, status: str, refunded_minor: int, reserved: str = "0.00"
+) -> tuple[Payment, list[dict[str, Any]]]:
+    """Apply the provider's view (amount 10.00 usd, `refunded_minor` refunded at the provider) to
+    the payment holding `reserved` for a pending refund of ours; its state and refund events."""
+    from sqlalchemy import select
+
+    from sellerdesk.models import DomainEvent
+    from sellerdesk.payments.state import apply_intent_state
+
+    async with app.state.sessionmaker() as session:
+        payment = await session.get(Payment, payment_id)
+        assert payment is not None
+        payment.refund_reserved = Decimal(reserved)
+        await session.commit()
+        info = IntentInfo(payment.intent_id or "", status, 1000, "usd", refunded_minor)  # type: ignore[arg-type]
+        await apply_intent_state(session, payment, info)
+        await session.commit()
+    async with app.state.sessionmaker() as session:
+        payment = await session.get(Payment, payment_id)
+        assert payment is not None
+        events = await session.scalars(
+            select(DomainEvent)
+            .where(DomainEvent.kind == "payment_refunded")
+            .order_by(DomainEvent.id)
+        )
+        return payment, [e.payload for e in events if e.payload["payment_id"] == payment_id]
+
+
+async def test_a_refund_made_at_the_provider_is_recorded_to_the_cent_and_announced(
+    app: FastAPI,
+) -> None:
+    user = await make_user(app)
+    paid = await add_payment(app, user.id, "dash-cents", age=timedelta(0), status="succeeded")
+    payment, events = await _provider_says(app, paid, "succeeded", 50)
+    assert payment.refunded_amount == Decimal("0.50")  # even under one unit
+    assert [(e["refunded_now"], e["reason"]) for e in events] == [("0.50", None)]
+    assert "reason" in events[0]
+
+
+async def test_a_provider_refund_beside_a_pending_refund_of_ours_records_only_the_difference(
+    app: FastAPI,
+) -> None:
+    user = await make_user(app)
+    paid = await add_payment(app, user.id, "dash-beside", age=timedelta(0), status="succeeded")
+    # Our pending refund holds 2.00; the provider reports 3.00 refunded in all: 1.00 is theirs.
+    payment, events = await _provider_says(app, paid, "succeeded", 300, reserved="2.00")
+    assert payment.refunded_amount == Decimal("1.00")
+    assert [e["refunded_now"] for e in events] == ["1.00"]
+
+
+async def test_refunds_reported_for_a_payment_not_captured_are_not_recorded(app: FastAPI) -> None:
+    user = await make_user(app)
+    waiting = await add_payment(app, user.id, "dash-pending", age=timedelta(0))
+    payment, events = await _provider_says(app, waiting, "pending", 100)
+    assert (payment.status, payment.refunded_amount, events) == ("pending", Decimal("0.00"), [])
