@@ -117,3 +117,49 @@ def test_an_unpaid_session_or_one_without_an_intent_id_says_nothing(
 
 def test_other_event_types_say_nothing() -> None:
     assert observe("customer.created", {"id": "cus_1"}) is None
+
+
+# --------------------------------------------------------------------------- the signature step
+
+
+def _settings(secret: str | None) -> Any:
+    from tests.conftest import make_settings
+
+    return make_settings(
+        "sqlite+aiosqlite:///:memory:", None, "webhooks", STRIPE_WEBHOOK_SECRET=secret
+    )
+
+
+def test_an_unconfigured_webhook_says_which_setting_is_missing() -> None:
+    from sellerdesk.errors import ServiceUnavailable
+    from sellerdesk.payments.webhooks import verify_event
+
+    with pytest.raises(ServiceUnavailable) as refused:
+        verify_event(_settings(None), b"{}", None)
+    assert refused.value.message == ("Stripe webhooks are not configured (STRIPE_WEBHOOK_SECRET).")
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("not json at all", "The webhook body is not JSON."),
+        (
+            '{"id": "evt_1", "type": "payment_intent.succeeded"}',
+            "The webhook body is not a Stripe event.",
+        ),
+        (
+            '{"id": "evt_1", "type": "x", "data": {"object": []}}',
+            "The webhook body is not a Stripe event.",
+        ),
+    ],
+)
+def test_a_signed_body_that_is_not_a_stripe_event_is_refused_with_a_reason(
+    body: str, message: str
+) -> None:
+    from sellerdesk.payments.webhooks import WebhookRejected, verify_event
+    from tests.stripe_fixtures import WEBHOOK_SECRET, signed
+
+    payload, headers = signed(body)
+    with pytest.raises(WebhookRejected) as refused:
+        verify_event(_settings(WEBHOOK_SECRET), payload, headers["Stripe-Signature"])
+    assert refused.value.message == message
