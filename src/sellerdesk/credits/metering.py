@@ -29,7 +29,8 @@ that was refunded is charged again (net: at most one charge per key); a replayed
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Annotated, TypeVar
 
 import structlog
@@ -104,7 +105,7 @@ class Meter:
         """
         if not upstream:
             return await self._single_in_one_transaction(endpoint, code, serve, not_found)
-        try:
+        with self._answering():
             await self._count_call()
             cost = await self.prices.cost(self.session, endpoint)
             charge = await service.charge(
@@ -131,11 +132,6 @@ class Meter:
             metrics.CREDITS_CHARGED.inc(charge.credits)
             self._credit_headers(charge.credits, charge.balance)
             return result
-        except AppError as exc:
-            self._error_headers(exc)
-            raise
-        finally:
-            self.response.headers.update(self.headers)
 
     async def _single_in_one_transaction(
         self,
@@ -146,21 +142,15 @@ class Meter:
     ) -> T:
         # The answer first, read in this request's transaction; the charge after it, in the
         # same transaction, committed with the answer: a not-found or a failure writes nothing.
-        try:
+        with self._answering():
             await self._count_call()
             result = await serve()
             if result is None:
                 balance = await service.balance_of(self.session, self.payer.user_id)
                 self._credit_headers(0, balance.balance)
                 raise NotFound(not_found)
-            charge = await self._charge_codes(endpoint, [code], reference=code)
-            self._credit_headers(charge.credits, charge.balance)
+            await self._charge_codes(endpoint, [code], reference=code)
             return result
-        except AppError as exc:
-            self._error_headers(exc)
-            raise
-        finally:
-            self.response.headers.update(self.headers)
 
     async def batch(
         self,
@@ -172,7 +162,7 @@ class Meter:
 
         One ledger entry for the whole batch; short of credits → 402 and nothing charged.
         """
-        try:
+        with self._answering():
             await self._count_call()
             # End the read transaction of authentication: resolving may call upstream.
             await commit(self.session)
@@ -181,13 +171,7 @@ class Meter:
             charge = await self._charge_codes(
                 endpoint, found, reference=f"batch: {len(found)} codes found"
             )
-            self._credit_headers(charge.credits, charge.balance)
             return results, charge.credits
-        except AppError as exc:
-            self._error_headers(exc)
-            raise
-        finally:
-            self.response.headers.update(self.headers)
 
     async def _charge_codes(
         self, endpoint: str, codes: Sequence[str], *, reference: str
@@ -205,7 +189,20 @@ class Meter:
             idempotency_key=client_key(self.request),
         )
         metrics.CREDITS_CHARGED.inc(charge.credits)
+        self._credit_headers(charge.credits, charge.balance)
         return charge
+
+    @contextmanager
+    def _answering(self) -> Iterator[None]:
+        """Around a paid call: its error carries the credit and rate headers gathered so far,
+        and every answer gets them."""
+        try:
+            yield
+        except AppError as exc:
+            self._error_headers(exc)
+            raise
+        finally:
+            self.response.headers.update(self.headers)
 
     async def _count_call(self) -> None:
         quota = await self.limits.hit(self.payer.rate_key)
