@@ -25,6 +25,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -120,12 +121,19 @@ class PrivateRedis:
             return False
 
 
-@pytest.fixture
-def private_redis() -> Iterator[PrivateRedis]:
-    """A started private redis-server, stopped and removed after the test."""
+@contextmanager
+def started_redis() -> Iterator[PrivateRedis]:
+    """A started private redis-server, stopped and removed when the block ends."""
     server = PrivateRedis()
     try:
         server.start()
         yield server
     finally:
         server.close()
+
+
+@pytest.fixture
+def private_redis() -> Iterator[PrivateRedis]:
+    """A started private redis-server, stopped and removed after the test."""
+    with started_redis() as server:
+        yield server

@@ -29,7 +29,7 @@ from sellerdesk.kit.ratelimit import (
     RedisLoginFailures,
     create_storage,
 )
-from tests.private_redis import PrivateRedis
+from tests.private_redis import PrivateRedis, started_redis
 
 MINUTE_MS = 60_000
 
@@ -183,12 +183,8 @@ async def test_the_memory_store_sweeps_keys_whose_failures_all_expired(clock: Cl
 
 @pytest.fixture(scope="module")
 def redis_server() -> Iterator[PrivateRedis]:
-    server = PrivateRedis()
-    try:
-        server.start()
+    with started_redis() as server:
         yield server
-    finally:
-        server.close()
 
 
 @pytest.fixture(params=["memory", "redis"])
