@@ -700,3 +700,36 @@ async def test_refunds_reported_for_a_payment_not_captured_are_not_recorded(app:
     waiting = await add_payment(app, user.id, "dash-pending", age=timedelta(0))
     payment, events = await _provider_says(app, waiting, "pending", 100)
     assert (payment.status, payment.refunded_amount, events) == ("pending", Decimal("0.00"), [])
+
+
+async def test_a_provider_refund_of_one_minor_unit_is_recorded(app: FastAPI) -> None:
+    user = await make_user(app)
+    paid = await add_payment(app, user.id, "dash-one-cent", age=timedelta(0), status="succeeded")
+    payment, events = await _provider_says(app, paid, "succeeded", 1)
+    assert payment.refunded_amount == Decimal("0.01")
+    assert [e["refunded_now"] for e in events] == ["0.01"]
+
+
+@pytest.mark.parametrize(
+    ("before", "provider", "after"),
+    [
+        ("pending", "canceled", "canceled"),
+        ("failed", "canceled", "canceled"),
+        ("succeeded", "canceled", "succeeded"),
+        ("canceled", "succeeded", "succeeded"),
+        ("failed", "succeeded", "succeeded"),
+        ("canceled", "failed", "canceled"),
+        ("succeeded", "failed", "succeeded"),
+        ("canceled", "pending", "canceled"),
+    ],
+)
+async def test_the_providers_view_of_an_intent_only_moves_a_payment_forward(
+    app: FastAPI, before: str, provider: str, after: str
+) -> None:
+    """succeeded beats everything (money was captured); canceled replaces pending and failed."""
+    user = await make_user(app)
+    payment_id = await add_payment(
+        app, user.id, f"moves-{before}-{provider}", age=timedelta(0), status=before
+    )
+    payment, _ = await _provider_says(app, payment_id, provider, 0)
+    assert payment.status == after
