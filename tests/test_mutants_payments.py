@@ -733,3 +733,23 @@ async def test_the_providers_view_of_an_intent_only_moves_a_payment_forward(
     )
     payment, _ = await _provider_says(app, payment_id, provider, 0)
     assert payment.status == after
+
+
+async def test_a_day_whose_only_captured_payment_was_free_counts_zero(app: FastAPI) -> None:
+    """A free product (price 0.00) still makes an order and a 0.00 payment: that day captured
+    0.00, not a made-up amount."""
+    from sellerdesk.kit.dates import DayRange
+    from sellerdesk.payments import repository as payments_repository
+
+    user = await make_user(app)
+    payment_id = await add_payment(app, user.id, "free-day", age=timedelta(0), status="succeeded")
+    now = utcnow()
+    async with app.state.sessionmaker() as session:
+        payment = await session.get(Payment, payment_id)
+        assert payment is not None
+        payment.amount, payment.captured_at, payment.currency = Decimal("0.00"), now, "zzz"
+        await session.commit()
+        captured = await payments_repository.captured_per_day(
+            session, DayRange(now.date(), now.date()), "zzz"
+        )
+    assert captured == {now.date(): Decimal("0.00")}
