@@ -57,10 +57,12 @@ async def test_a_partial_refund_of_a_pack_costing_one_unit_takes_back_only_its_s
     partial = {**charge_refunded_object(intent_id, 100, 40), "currency": currency}
     await deliver(client, event("charge.refunded", partial))
     assert await balance(client, buyer) == 6
-    assert [(e.kind, e.amount) for e in await ledger(app, buyer.id)] == [
-        ("purchase", 10),
-        ("refund", -4),
-    ]
+    entries = await ledger(app, buyer.id)
+    assert [(e.kind, e.amount) for e in entries] == [("purchase", 10), ("refund", -4)]
+    # Nothing was spent, so no shortfall; the refund lands once per refunded total.
+    purchase_id = started["purchase_id"]
+    assert entries[1].reference == f"refund of purchase:{purchase_id}"
+    assert entries[1].idempotency_key == f"purchase_refund:{purchase_id}:4"
     await assert_ledger_consistent(app)
 
 
