@@ -753,3 +753,68 @@ async def test_a_day_whose_only_captured_payment_was_free_counts_zero(app: FastA
             session, DayRange(now.date(), now.date()), "zzz"
         )
     assert captured == {now.date(): Decimal("0.00")}
+
+
+async def test_the_settle_job_keeps_a_refund_pending_on_no_answer_and_fails_it_on_a_refusal(
+    world: World,
+) -> None:
+    order_id = await world.paid_order()
+    world.provider.fail_next("refund", ProviderFailed())  # no answer to the request
+    assert (await world.refund(order_id, "12.00")).status_code == 502
+
+    # The job asks again and gets no answer either: the refund stays pending, its 12.00 held.
+    world.provider.fail_next("find_refund", ProviderFailed())
+    assert await world.settle() == 0
+    [row] = await world.refunds(order_id)
+    assert row.status == "pending"
+    assert (await world.payment(order_id)).refund_reserved == Decimal("12.00")
+
+    # Next run the provider refuses it: failed, and the 12.00 is refundable again.
+    world.provider.fail_next("find_refund", ProviderFailed("refused", transient=False))
+    assert await world.settle() == 1
+    [row] = await world.refunds(order_id)
+    assert row.status == "failed"
+    payment = await world.payment(order_id)
+    assert (payment.refunded_amount, payment.refund_reserved) == (Decimal("0"), Decimal("0"))
+    assert world.provider.refunded_total == 0
+    assert world.provider.calls[-1] == "retrieve_intent"  # was it refunded at Stripe meanwhile?
+
+
+async def test_the_settle_job_reads_the_intent_again_only_after_a_refusal(world: World) -> None:
+    order_id = await world.paid_order()
+    world.provider.fail_next("refund", ProviderFailed())
+    assert (await world.refund(order_id, "5.00")).status_code == 502
+    asked_before = len(world.provider.calls)
+
+    assert await world.settle() == 1  # the job makes the refund under its key
+    assert world.provider.calls[asked_before:] == ["find_refund", "refund"]
+    assert [r.status for r in await world.refunds(order_id)] == ["succeeded"]
+    assert await world.settle() == 0
+    assert world.provider.calls[asked_before:] == ["find_refund", "refund"]
+
+
+async def test_the_settle_job_takes_refunds_older_than_its_horizon_and_counts_each(
+    world: World,
+) -> None:
+    first, second = await world.paid_order(), await world.paid_order()
+    for order_id in (first, second):
+        world.provider.fail_next("refund", ProviderFailed())
+        assert (await world.refund(order_id, "3.00")).status_code == 502
+    [newest] = await world.refunds(second)
+
+    # At exactly the horizon after the newest: only the older one is old enough.
+    exactly = newest.created_at + timedelta(seconds=SETTLE_AFTER)
+    settle = payments_service.settle_pending_refunds
+    horizon = timedelta(seconds=SETTLE_AFTER)
+    assert (
+        await settle(world.app.state.sessionmaker, world.provider, older_than=horizon, now=exactly)
+        == 1
+    )
+    assert [r.status for r in await world.refunds(second)] == ["pending"]
+
+    third = await world.paid_order()
+    world.provider.fail_next("refund", ProviderFailed())
+    assert (await world.refund(third, "3.00")).status_code == 502
+    assert await world.settle() == 2  # one run settles both, and says so
+    assert [r.status for r in await world.refunds(second)] == ["succeeded"]
+    assert [r.status for r in await world.refunds(third)] == ["succeeded"]
