@@ -17,7 +17,8 @@ from fastapi import FastAPI
 from sqlalchemy import select
 
 from sellerdesk.credits import service as credits_service
-from sellerdesk.models import CreditCharge
+from sellerdesk.credits.repository import PaidLookupRepository
+from sellerdesk.models import CreditCharge, CreditPaidLookup
 from sellerdesk.models.base import utcnow
 from tests.credits_factories import balance, grant, ledger
 from tests.factories import Account, register, register_admin
@@ -114,7 +115,44 @@ async def test_the_sweep_refunds_only_charges_older_than_its_horizon_and_says_wh
         outcomes = {charge_id: outcome for charge_id, outcome in rows}
     assert (outcomes[older.charge_id], outcomes[edge.charge_id]) == ("refunded", None)
     refund = (await ledger(app, user.id))[-1]
-    assert refund.kind == "refund" and refund.amount == 1
+    assert (refund.kind, refund.amount, refund.endpoint) == ("refund", 1, ENDPOINT)
     assert refund.reference is not None
     assert refund.reference.endswith(": not settled in time")
     assert await balance(client, user) == 9
+
+
+async def test_a_refund_forgets_only_the_repeat_markers_its_own_charge_wrote(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    alice, bob = await register(client), await register(client)
+    at = utcnow().replace(microsecond=0)
+    later = at + timedelta(seconds=1)
+    markers = [
+        (alice.id, ENDPOINT, "US:X", at),  # written by the refunded charge: forgotten
+        (alice.id, ENDPOINT, "US:Y", later),  # claimed again by a later charge: kept
+        (alice.id, ENDPOINT, "US:Z", at),  # a code the charge did not pay for: kept
+        (bob.id, ENDPOINT, "US:X", at),  # another account's: kept
+        (alice.id, "fnsku_conversion", "US:X", at),  # another endpoint's: kept
+    ]
+    async with app.state.sessionmaker() as session:
+        session.add_all(
+            CreditPaidLookup(user_id=user_id, endpoint=endpoint, code=code, paid_at=paid_at)
+            for user_id, endpoint, code, paid_at in markers
+        )
+        await session.commit()
+        await PaidLookupRepository(session).release(alice.id, ENDPOINT, ["US:X", "US:Y"], at)
+        await session.commit()
+        rows = await session.execute(
+            select(CreditPaidLookup.user_id, CreditPaidLookup.endpoint, CreditPaidLookup.code)
+            .where(CreditPaidLookup.user_id.in_([alice.id, bob.id]))
+            .order_by(CreditPaidLookup.user_id, CreditPaidLookup.endpoint, CreditPaidLookup.code)
+        )
+        left = [tuple(row) for row in rows]
+    assert left == sorted(
+        [
+            (alice.id, ENDPOINT, "US:Y"),
+            (alice.id, ENDPOINT, "US:Z"),
+            (bob.id, ENDPOINT, "US:X"),
+            (alice.id, "fnsku_conversion", "US:X"),
+        ]
+    )

@@ -818,3 +818,18 @@ async def test_the_settle_job_takes_refunds_older_than_its_horizon_and_counts_ea
     assert await world.settle() == 2  # one run settles both, and says so
     assert [r.status for r in await world.refunds(second)] == ["succeeded"]
     assert [r.status for r in await world.refunds(third)] == ["succeeded"]
+
+
+async def test_locking_a_payment_reads_it_as_stored_even_when_the_session_holds_it(
+    app: FastAPI,
+) -> None:
+    from sellerdesk.payments import repository as payments_repository
+
+    user = await make_user(app)
+    payment_id = await add_payment(app, user.id, "lock-fresh", age=timedelta(0), status="succeeded")
+    async with app.state.sessionmaker() as session:
+        held = await session.get(Payment, payment_id)  # a caller keeping the row it read
+        assert held is not None and held.refunded_amount == Decimal("0.00")
+        await payments_repository.add_to_refunded(session, payment_id, Decimal("2.50"))
+        locked = await payments_repository.lock(session, payment_id)
+        assert locked is not None and locked.refunded_amount == Decimal("2.50")
