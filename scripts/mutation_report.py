@@ -10,6 +10,11 @@ while the app's modules are imported (decorators); mutmut switches mutants per c
 worker whose routes were already built, so no test can ever see them (docs/mutation.md).
 
     .venv/bin/python scripts/mutation_report.py ['sellerdesk.kit.idempotency.*' ...]
+
+With `--unchecked`, prints instead one `MUTANTS` glob per function that still has mutants the
+run did not reach (a stopped run), to resume it on the same source:
+
+    make mutate MUTANTS="$(.venv/bin/python scripts/mutation_report.py --unchecked)"
 """
 
 from __future__ import annotations
@@ -123,7 +128,22 @@ def main(patterns: list[str]) -> str:
     return "\n".join(out) + "\n"
 
 
+def unchecked_functions() -> list[str]:
+    """A glob for each function with mutants not checked yet (`mypy` rejections included,
+    which mutmut records only when it reaches them), sorted."""
+    os.chdir(ROOT)
+    functions = set()
+    for meta_path in Path("mutants").glob("src/**/*.py.meta"):
+        for name, exit_code in json.loads(meta_path.read_text())["exit_code_by_key"].items():
+            if exit_code is None and not any(fnmatch.fnmatch(name, p) for p in IMPORT_TIME):
+                functions.add(name.rsplit("__mutmut_", 1)[0] + "__mutmut_*")
+    return sorted(functions)
+
+
 if __name__ == "__main__":
+    if sys.argv[1:] == ["--unchecked"]:
+        sys.stdout.write("\n".join(unchecked_functions()) + "\n")
+        sys.exit(0)
     report = main(sys.argv[1:])
     Path(ROOT / "mutants" / "report.md").write_text(report)
     sys.stdout.write(report)
