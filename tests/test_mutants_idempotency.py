@@ -144,3 +144,18 @@ async def test_taking_over_a_key_leaves_other_users_slow_requests_alone(app: Fas
         # Bob's request is still running: its answer is stored as usual.
         await store_response(session, slow_bob, StoredResponse(201, b"{}", {}))
         await session.commit()
+
+
+async def test_a_retry_replays_its_own_keys_answer_among_the_accounts_other_keys(
+    app: FastAPI,
+) -> None:
+    """Found by the full mutation run: every key test used one key per account, so the claim's
+    lookup without its `key` filter (the account's only row) went unseen."""
+    buyer = await make_user(app)
+    async with app.state.sessionmaker() as session:
+        for key, body in (("first", b'{"n":1}'), ("second", b'{"n":2}')):
+            claim = await claim_key(session, buyer.id, key, FINGERPRINT, lease=LEASE)
+            await store_response(session, claim, StoredResponse(201, body, {}))
+            await session.commit()
+        again = await claim_key(session, buyer.id, "first", FINGERPRINT, lease=LEASE)
+    assert again.replay == StoredResponse(201, b'{"n":1}', {})
