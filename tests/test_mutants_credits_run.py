@@ -1,0 +1,194 @@
+"""Credits behaviour of the full mutation run's survivors (issue 18, docs/mutation.md), each test
+written to kill mutants the suite let through: the default low-balance threshold a pack leaves
+(a tenth, rounded down, kept when the settings row already exists), the 404 of a pack not on
+sale, a paid purchase completing only itself, the ledger entry and the `credits_purchased`
+event a purchase writes, a payment of no purchase crediting nothing, and the endpoint a
+charge's refund is booked under.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import select
+
+from sellerdesk.credits import service as credits_service
+from sellerdesk.credits.handlers import _Payment
+from sellerdesk.models import CreditPurchase, DomainEvent
+from tests.conftest import AppFactory
+from tests.credits_factories import assert_ledger_consistent, balance, grant, ledger
+from tests.factories import register, register_admin
+from tests.stripe_fixtures import WEBHOOK_SECRET, event, intent_object
+from tests.test_money_guards import buy_a_pack, deliver, make_pack, purchase_status
+
+PURCHASE = "/api/v1/credits/purchase"
+ALERTS = "/api/v1/credits/alerts"
+
+
+@pytest.fixture
+async def app(make_app: AppFactory) -> FastAPI:
+    return await make_app(STRIPE_WEBHOOK_SECRET=WEBHOOK_SECRET)
+
+
+async def pay(client: httpx.AsyncClient, started: dict[str, object], cents: int) -> None:
+    """Stripe says the purchase's intent succeeded (signed webhook)."""
+    paid = intent_object(str(started["payment_intent_id"]), cents, currency=started["currency"])
+    await deliver(client, event("payment_intent.succeeded", paid))
+
+
+# --------------------------------------------------------------------------- alerts
+
+
+async def test_a_pack_bought_makes_a_tenth_of_it_rounded_down_the_default_warning(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    buyer, started = await buy_a_pack(client, app, 15, "1.50")
+    # The buyer already has a settings row: the purchase updates it (the upsert's conflict).
+    chosen = await client.put(
+        ALERTS, json={"enabled": True, "threshold": None}, headers=buyer.headers
+    )
+    assert chosen.status_code == 200, chosen.text
+    assert chosen.json()["default_threshold"] is None
+
+    await pay(client, started, 150)
+    assert await balance(client, buyer) == 15
+    read = await client.get(ALERTS, headers=buyer.headers)
+    assert read.status_code == 200, read.text
+    assert read.json() == {
+        "enabled": True,
+        "threshold": None,
+        "default_threshold": 1,
+        "effective_threshold": 1,
+    }
+
+    # A threshold of the user's own, set after the purchase, keeps the pack's default.
+    own = await client.put(ALERTS, json={"enabled": True, "threshold": 7}, headers=buyer.headers)
+    assert own.status_code == 200, own.text
+    assert own.json() == {
+        "enabled": True,
+        "threshold": 7,
+        "default_threshold": 1,
+        "effective_threshold": 7,
+    }
+
+
+# --------------------------------------------------------------------------- packs
+
+
+async def test_buying_a_pack_that_does_not_exist_or_is_off_sale_is_a_404_that_says_so(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    buyer = await register(client)
+    missing = await client.post(PURCHASE, json={"pack_id": 999999}, headers=buyer.headers)
+    assert missing.status_code == 404, missing.text
+    assert missing.json()["message"] == "Credit pack not found."
+
+    pack = await make_pack(client, app, 20, "2.00")
+    admin = await register_admin(client, app)
+    hidden = await client.patch(
+        f"/api/v1/admin/credits/packs/{pack['id']}",
+        json={"is_active": False},
+        headers=admin.headers,
+    )
+    assert hidden.status_code == 200, hidden.text
+    withdrawn = await client.post(PURCHASE, json={"pack_id": pack["id"]}, headers=buyer.headers)
+    assert withdrawn.status_code == 404, withdrawn.text
+    assert withdrawn.json()["message"] == "Credit pack not found."
+
+
+# --------------------------------------------------------------------------- purchases
+
+
+async def test_a_paid_purchase_completes_itself_and_leaves_other_pending_purchases_pending(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    alice, alices = await buy_a_pack(client, app, 30, "3.00")
+    bob, bobs = await buy_a_pack(client, app, 40, "4.00")
+
+    await pay(client, alices, 300)
+    assert await purchase_status(app, alices["purchase_id"]) == "completed"
+    assert await purchase_status(app, bobs["purchase_id"]) == "pending"
+    assert (await balance(client, alice), await balance(client, bob)) == (30, 0)
+
+    # Bob's payment, when it comes, still credits his pack.
+    await pay(client, bobs, 400)
+    assert await purchase_status(app, bobs["purchase_id"]) == "completed"
+    assert await balance(client, bob) == 40
+    await assert_ledger_consistent(app)
+
+
+async def test_a_purchase_is_booked_under_its_id_and_announced_with_its_purchase_and_payment(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    buyer, started = await buy_a_pack(client, app, 25, "2.50")
+    await pay(client, started, 250)
+    purchase_id = started["purchase_id"]
+
+    [entry] = await ledger(app, buyer.id)
+    assert (entry.kind, entry.amount) == ("purchase", 25)
+    assert entry.reference == f"purchase:{purchase_id}"
+    assert entry.idempotency_key == f"purchase:{purchase_id}"
+
+    async with app.state.sessionmaker() as session:
+        purchase = await session.get(CreditPurchase, purchase_id)
+        assert purchase is not None and purchase.payment_id is not None
+        payloads = list(
+            await session.scalars(
+                select(DomainEvent.payload).where(DomainEvent.kind == "credits_purchased")
+            )
+        )
+    [announced] = [p for p in payloads if p["user_id"] == buyer.id]
+    assert announced == {
+        "user_id": buyer.id,
+        "purchase_id": purchase_id,
+        "payment_id": purchase.payment_id,
+        "credits": 25,
+        "amount": "2.50",
+        "currency": started["currency"],
+    }
+
+
+async def test_a_payment_that_is_no_purchase_s_credits_nothing(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    async with app.state.sessionmaker() as session:
+        stranger = _Payment(999999, Decimal("5.00"), Decimal("0"), "usd")
+        assert await credits_service.apply_purchase_payment_succeeded(session, stranger) is False
+        created = await session.scalar(
+            select(DomainEvent.id).where(DomainEvent.kind == "credits_purchased")
+        )
+        assert created is None
+
+
+# --------------------------------------------------------------------------- charges
+
+
+async def test_a_refunded_charge_is_booked_back_under_the_charge_s_endpoint(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    admin = await register_admin(client, app)
+    user = await register(client)
+    assert (await grant(client, admin, user.id, 10)).status_code == 200
+    async with app.state.sessionmaker() as session:
+        made = await credits_service.charge(
+            session,
+            user_id=user.id,
+            endpoint="fnsku_conversion",
+            codes=["X000000001", "X000000002"],
+            unit_cost=2,
+            repeat_window=3600,
+            reference="two codes",
+        )
+        await session.commit()
+        assert made.charge_id is not None
+        assert await credits_service.refund_charge(session, made.charge_id, "lookup failed") == 10
+        await session.commit()
+
+    _granted, charged, refunded = await ledger(app, user.id)
+    assert (charged.kind, charged.amount, charged.endpoint) == ("charge", -4, "fnsku_conversion")
+    assert (refunded.kind, refunded.amount, refunded.endpoint) == ("refund", 4, "fnsku_conversion")
+    assert refunded.reference == f"refund of #{charged.id}: lookup failed"
+    await assert_ledger_consistent(app)
