@@ -3,11 +3,15 @@ written to kill mutants the suite let through: the default low-balance threshold
 (a tenth, rounded down, kept when the settings row already exists), the 404 of a pack not on
 sale, a paid purchase completing only itself, the ledger entry and the `credits_purchased`
 event a purchase writes, a payment of no purchase crediting nothing, and the endpoint a
-charge's refund is booked under.
+charge's refund is booked under; a new price in force at once, an unknown paid endpoint's 404,
+packs of equal size listed in the order they were created; and what a paid call whose lookup
+failed after its charge says and books (the reason, the headers of a free repeat, and of a
+refund left to the sweep).
 """
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from decimal import Decimal
 
 import httpx
@@ -19,10 +23,18 @@ from sellerdesk.credits import service as credits_service
 from sellerdesk.credits.handlers import _Payment
 from sellerdesk.models import CreditPurchase, DomainEvent
 from tests.conftest import AppFactory
-from tests.credits_factories import assert_ledger_consistent, balance, grant, ledger
+from tests.credits_factories import (
+    UpstreamDown,
+    assert_ledger_consistent,
+    balance,
+    grant,
+    ledger,
+    set_price,
+)
 from tests.factories import register, register_admin
 from tests.stripe_fixtures import WEBHOOK_SECRET, event, intent_object
 from tests.test_money_guards import buy_a_pack, deliver, make_pack, purchase_status
+from tests.test_paid_call_safety import Setup, build
 
 PURCHASE = "/api/v1/credits/purchase"
 ALERTS = "/api/v1/credits/alerts"
@@ -192,3 +204,125 @@ async def test_a_refunded_charge_is_booked_back_under_the_charge_s_endpoint(
     assert (refunded.kind, refunded.amount, refunded.endpoint) == ("refund", 4, "fnsku_conversion")
     assert refunded.reference == f"refund of #{charged.id}: lookup failed"
     await assert_ledger_consistent(app)
+
+
+# --------------------------------------------------------------------------- prices
+
+
+async def test_a_new_price_is_in_force_for_the_next_call_and_an_unknown_endpoint_is_a_404(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    admin = await register_admin(client, app)
+    user = await register(client)
+    assert (await grant(client, admin, user.id, 20)).status_code == 200
+    first = await client.post(
+        "/api/v1/conversion/fnsku", json={"fnsku": "X000000099"}, headers=user.headers
+    )
+    assert first.status_code == 404  # the price book is loaded now
+    await set_price(client, admin, "asin_lookup", 3)
+    async with app.state.sessionmaker() as session:
+        book = app.state.price_book
+        assert await book.cost(session, "asin_lookup") == 3
+
+    unknown = await client.patch(
+        "/api/v1/admin/credits/pricing/no_such_endpoint", json={"credits": 2}, headers=admin.headers
+    )
+    assert unknown.status_code == 404, unknown.text
+    assert unknown.json()["message"] == "No such paid endpoint."
+
+
+async def test_packs_of_the_same_size_are_listed_in_the_order_they_were_created(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    admin = await register_admin(client, app)
+    ids = []
+    for name in ("First fifty", "Second fifty"):
+        created = await client.post(
+            "/api/v1/admin/credits/packs",
+            json={"name": name, "credits": 50, "price": "5.00"},
+            headers=admin.headers,
+        )
+        assert created.status_code == 201, created.text
+        ids.append(created.json()["id"])
+    # A change to the first one moves its row (PostgreSQL writes a new row version).
+    renamed = await client.patch(
+        f"/api/v1/admin/credits/packs/{ids[0]}",
+        json={"name": "First fifty!"},
+        headers=admin.headers,
+    )
+    assert renamed.status_code == 200, renamed.text
+    listed = (await client.get("/api/v1/credits/packs")).json()
+    assert [p["id"] for p in listed if p["credits"] == 50] == ids
+
+
+# --------------------------------------------------------------------------- failed lookups
+
+
+@pytest.fixture
+async def windowed(make_app: AppFactory) -> AsyncIterator[Setup]:
+    async for setup in build(make_app):
+        yield setup
+
+
+def failing(setup: Setup, error: Exception) -> None:
+    """The next upstream lookup fails with `error` (after its charge)."""
+
+    async def fail() -> None:
+        setup.source.then = None
+        raise error
+
+    setup.source.close_gate()
+    setup.source.gate.set()
+    setup.source.then = fail
+
+
+@pytest.mark.parametrize(
+    ("error", "status", "reason"),
+    [(RuntimeError("broke"), 500, "internal_error"), (UpstreamDown(), 502, "upstream_unavailable")],
+    ids=["crash", "upstream"],
+)
+async def test_a_lookup_that_failed_after_its_charge_books_the_refund_with_why(
+    windowed: Setup, error: Exception, status: int, reason: str
+) -> None:
+    user = await windowed.user()
+    failing(windowed, error)
+    failed = await windowed.lookup(user)
+    assert failed.status_code == status, failed.text
+    if status != 500:  # an unexpected error's 500 carries no credit headers
+        assert failed.headers["X-Credits-Charged"] == "0"
+        assert failed.headers["X-Credits-Remaining"] == "10"
+    charged, refunded = (await ledger(windowed.app, user.id))[-2:]
+    assert (refunded.kind, refunded.amount) == ("refund", 1)
+    assert refunded.reference == f"refund of #{charged.id}: {reason}"
+
+
+async def test_a_free_repeat_whose_lookup_failed_says_nothing_was_charged(
+    windowed: Setup,
+) -> None:
+    user = await windowed.user()
+    paid = await windowed.lookup(user)
+    assert paid.status_code == 200, paid.text
+    assert paid.headers["X-Credits-Charged"] == "1"
+    failing(windowed, UpstreamDown())
+    repeat = await windowed.lookup(user)
+    assert repeat.status_code == 502, repeat.text
+    assert repeat.headers["X-Credits-Charged"] == "0"
+    assert repeat.headers["X-Credits-Remaining"] == "9"
+
+
+async def test_a_refund_left_to_the_sweep_still_says_nothing_was_charged(
+    windowed: Setup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    user = await windowed.user()
+
+    async def database_blinked(*args: object) -> int:
+        raise ConnectionError("the database blinked")
+
+    monkeypatch.setattr(credits_service, "refund_charge", database_blinked)
+    failing(windowed, UpstreamDown())
+    failed = await windowed.lookup(user)
+    assert failed.status_code == 502, failed.text
+    assert failed.headers["X-Credits-Charged"] == "0"
+    monkeypatch.undo()
+    assert await windowed.sweep() == 1
+    assert await balance(windowed.client, user) == 10
