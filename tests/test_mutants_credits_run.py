@@ -209,20 +209,17 @@ async def test_a_refunded_charge_is_booked_back_under_the_charge_s_endpoint(
 # --------------------------------------------------------------------------- prices
 
 
-async def test_a_new_price_is_in_force_for_the_next_call_and_an_unknown_endpoint_is_a_404(
+async def test_a_new_price_is_in_force_at_once_and_an_unknown_paid_endpoint_is_a_404(
     client: httpx.AsyncClient, app: FastAPI
 ) -> None:
     admin = await register_admin(client, app)
-    user = await register(client)
-    assert (await grant(client, admin, user.id, 20)).status_code == 200
-    first = await client.post(
-        "/api/v1/conversion/fnsku", json={"fnsku": "X000000099"}, headers=user.headers
-    )
-    assert first.status_code == 404  # the price book is loaded now
+    await set_price(client, admin, "asin_lookup", 2)
+    book = app.state.price_book
+    async with app.state.sessionmaker() as session:
+        assert await book.cost(session, "asin_lookup") == 2  # read now, cached for seconds
     await set_price(client, admin, "asin_lookup", 3)
     async with app.state.sessionmaker() as session:
-        book = app.state.price_book
-        assert await book.cost(session, "asin_lookup") == 3
+        assert await book.cost(session, "asin_lookup") == 3  # the change dropped the cache
 
     unknown = await client.patch(
         "/api/v1/admin/credits/pricing/no_such_endpoint", json={"credits": 2}, headers=admin.headers
