@@ -1,8 +1,14 @@
-"""Refunds under a request key, written to kill survivors of the full mutation run (issue 18,
-docs/mutation.md): the live refund a request made is the one of that payment, never a refund
-the provider refused (the same request may be made again after a refusal), and it is read as
-stored even when the session already holds an older copy of it (a retry of a refund that was
-settled meanwhile answers with it and does not ask the provider again).
+"""Payments behaviour written to kill survivors of the full mutation run (issue 18,
+docs/mutation.md).
+
+- Refunds under a request key: the live refund a request made is the one of that payment,
+  never a refund the provider refused (the same request may be made again after a refusal),
+  and it is read as stored even when the session already holds an older copy of it (a retry
+  of a refund that was settled meanwhile answers with it and does not ask the provider again).
+- A refund of "all that is left" leaves out what pending refunds hold.
+- Stripe's intent: declined only when it waits for a method after a failed attempt.
+- A Checkout Session delivered again answers `duplicate` without asking Stripe again; the
+  payment found by its intent is read as stored.
 """
 
 from __future__ import annotations
@@ -15,12 +21,21 @@ import pytest
 from fastapi import FastAPI
 
 from sellerdesk.events import OutboxContext
+from sellerdesk.models import Payment
 from sellerdesk.payments import refunds as payments_refunds
 from sellerdesk.payments import repository as payments_repository
 from sellerdesk.payments import service as payments_service
-from sellerdesk.payments.providers import ProviderFailed
+from sellerdesk.payments.providers import (
+    IntentInfo,
+    IntentRef,
+    ManualProvider,
+    ProviderFailed,
+    intent_info_from_stripe,
+)
 from tests.conftest import AppFactory
+from tests.orders_factories import make_user
 from tests.payment_fakes import GatedProvider
+from tests.stripe_fixtures import WEBHOOK_SECRET, event, signed
 from tests.test_payment_phases import SETTLE_AFTER, World
 
 KEY = "rest"
@@ -110,3 +125,122 @@ async def test_a_retry_of_a_refund_settled_meanwhile_answers_with_it_without_ask
         assert after.refunded_amount == Decimal("30.00")
         assert world.provider.calls[calls:] == []
     assert world.provider.refunded_total == 3000
+
+
+async def test_refunding_all_that_is_left_leaves_out_what_a_pending_refund_holds(
+    world: World,
+) -> None:
+    order_id = await world.paid_order()  # 30.00
+    world.provider.fail_next("refund", ProviderFailed())  # no answer: 10.00 stays reserved
+    assert (await world.refund(order_id, "10.00")).status_code >= 500
+
+    rest = await world.refund(order_id)
+
+    assert rest.status_code == 200, rest.text
+    payment = await world.payment(order_id)
+    assert (payment.refunded_amount, payment.refund_reserved) == (
+        Decimal("20.00"),
+        Decimal("10.00"),
+    )
+    assert [r.status for r in await world.refunds(order_id)] == ["pending", "succeeded"]
+    assert world.provider.refunded_total == 2000
+
+
+# --------------------------------------------------------------------------- Stripe's intent
+
+
+def stripe_intent(status: str, error: dict[str, str] | None) -> dict[str, object]:
+    intent: dict[str, object] = {"id": "pi_x", "amount": 900, "currency": "usd", "status": status}
+    if error is not None:
+        intent["last_payment_error"] = error
+    return intent
+
+
+DECLINED = {"code": "card_declined", "message": "Your card was declined."}
+
+
+def test_an_intent_waiting_for_a_method_after_a_declined_attempt_is_failed() -> None:
+    info = intent_info_from_stripe(stripe_intent("requires_payment_method", DECLINED))
+
+    assert (info.status, info.failure_message) == ("failed", "Your card was declined.")
+
+
+def test_an_intent_waiting_for_its_first_method_is_pending() -> None:
+    assert intent_info_from_stripe(stripe_intent("requires_payment_method", None)).status == (
+        "pending"
+    )
+
+
+def test_an_intent_still_processing_after_an_earlier_error_is_pending() -> None:
+    assert intent_info_from_stripe(stripe_intent("processing", DECLINED)).status == "pending"
+
+
+# --------------------------------------------------------------------------- webhooks
+
+
+class PaidAtStripe(ManualProvider):
+    """Stripe as the webhook handler sees it: re-reading an intent finds it paid."""
+
+    name = "stripe"
+
+    async def retrieve_intent(self, ref: IntentRef) -> IntentInfo:
+        return IntentInfo(ref.intent_id, "succeeded", ref.amount, ref.currency)
+
+
+async def test_a_checkout_session_delivered_again_is_a_duplicate_and_stripe_is_not_asked_again(
+    make_app: AppFactory,
+) -> None:
+    app = await make_app(STRIPE_WEBHOOK_SECRET=WEBHOOK_SECRET)
+    provider = GatedProvider(app, PaidAtStripe()).install()
+    user = await make_user(app)
+    async with app.state.sessionmaker() as session:
+        payment = Payment(
+            purpose="mutants:again",
+            provider="stripe",
+            intent_id="pi_again",
+            user_id=user.id,
+            amount=Decimal("9.00"),
+            currency="usd",
+            status="pending",
+            refunded_amount=Decimal("0.00"),
+        )
+        session.add(payment)
+        await session.commit()
+    completed = {
+        "id": "cs_test_again",
+        "object": "checkout.session",
+        "client_reference_id": "mutants:again",
+        "payment_intent": "pi_again",
+        "payment_status": "paid",
+        "amount_total": 900,
+        "currency": "usd",
+    }
+    payload, headers = signed(event("checkout.session.completed", completed))
+    try:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://test"
+        ) as client:
+            first = await client.post("/api/v1/payments/webhook", content=payload, headers=headers)
+            again = await client.post("/api/v1/payments/webhook", content=payload, headers=headers)
+    finally:
+        provider.uninstall()
+
+    assert (first.status_code, first.json()["result"]) == (200, "applied")
+    assert (again.status_code, again.json()["result"]) == (200, "duplicate")
+    assert provider.calls == ["retrieve_intent"]
+
+
+async def test_the_payment_of_an_intent_is_read_as_stored_even_when_the_session_holds_it(
+    world: World,
+) -> None:
+    order_id = await world.paid_order()
+    payment_id = (await world.payment(order_id)).id
+    async with world.app.state.sessionmaker() as session:
+        held = await session.get(Payment, payment_id)  # a caller keeping the row it read
+        assert held is not None and held.refunded_amount == Decimal("0.00")
+        assert held.intent_id is not None
+        await payments_repository.add_to_refunded(session, payment_id, Decimal("2.50"))
+
+        found = await payments_repository.get_by_intent(session, held.intent_id)
+
+        assert found is not None and found.refunded_amount == Decimal("2.50")
