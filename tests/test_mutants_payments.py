@@ -833,3 +833,110 @@ async def test_locking_a_payment_reads_it_as_stored_even_when_the_session_holds_
         await payments_repository.add_to_refunded(session, payment_id, Decimal("2.50"))
         locked = await payments_repository.lock(session, payment_id)
         assert locked is not None and locked.refunded_amount == Decimal("2.50")
+
+
+async def test_a_settled_refund_moves_its_cents_from_reserved_to_refunded(app: FastAPI) -> None:
+    from sellerdesk.payments import repository as payments_repository
+
+    user = await make_user(app)
+    payment_id = await add_payment(
+        app, user.id, "confirm-cents", age=timedelta(0), status="succeeded"
+    )
+    async with app.state.sessionmaker() as session:
+        payment = await session.get(Payment, payment_id)
+        assert payment is not None
+        payment.refund_reserved = Decimal("9.75")  # 7.25 settling now, 2.50 still pending
+        await session.commit()
+        await payments_repository.confirm_reserved(session, payment_id, Decimal("7.25"))
+        await session.commit()
+    async with app.state.sessionmaker() as session:
+        payment = await session.get(Payment, payment_id)
+        assert payment is not None
+        assert (payment.refunded_amount, payment.refund_reserved) == (
+            Decimal("7.25"),
+            Decimal("2.50"),
+        )
+
+
+async def test_the_providers_answer_settles_a_pending_refund_once_and_is_announced(
+    world: World,
+) -> None:
+    from sqlalchemy import select
+
+    from sellerdesk.models import DomainEvent
+    from sellerdesk.payments.providers import RefundInfo
+    from sellerdesk.payments.refunds import _apply_refund_answer
+
+    accepted_order, refused_order = await world.paid_order(), await world.paid_order()
+    for order_id in (accepted_order, refused_order):
+        world.provider.fail_next("refund", ProviderFailed())  # no answer: left pending
+        assert (await world.refund(order_id, "4.00")).status_code == 502
+    [accepted] = await world.refunds(accepted_order)
+    [refused] = await world.refunds(refused_order)
+
+    async with world.app.state.sessionmaker() as session:
+        yes = RefundInfo("re_taken", "succeeded", 400)
+        no = RefundInfo("re_refused", "failed", 400)
+        assert await _apply_refund_answer(session, accepted.id, yes) is True
+        assert await _apply_refund_answer(session, refused.id, no) is True
+        await session.commit()
+        # An answer for a refund already settled changes nothing.
+        assert await _apply_refund_answer(session, accepted.id, yes) is False
+        assert await _apply_refund_answer(session, refused.id, no) is False
+        events = await session.scalars(
+            select(DomainEvent)
+            .where(DomainEvent.kind == "payment_refunded")
+            .order_by(DomainEvent.id)
+        )
+        announced = [
+            (e.payload["refunded_now"], e.payload["refund_id"])
+            for e in events
+            if e.payload["order_id"] == accepted_order
+        ]
+    assert announced == [("4.00", accepted.id)]
+    [accepted] = await world.refunds(accepted_order)
+    [refused] = await world.refunds(refused_order)
+    assert (accepted.status, accepted.provider_refund_id) == ("succeeded", "re_taken")
+    assert (refused.status, refused.provider_refund_id) == ("failed", "re_refused")
+    assert (await world.payment(refused_order)).refund_reserved == Decimal("0")
+
+
+async def test_refunding_a_payment_not_captured_is_a_409_that_says_where_it_stands(
+    world: World,
+) -> None:
+    order_id = await world.order()
+    intent = await world.client.post(
+        INTENT, json={"order_id": order_id}, headers=world.buyer.headers
+    )
+    assert intent.status_code == 200, intent.text
+    refused = await world.refund(order_id, "1.00")
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["message"] == (
+        "This payment has not been captured; there is nothing to refund."
+    )
+    assert refused.json()["details"] == {"payment_status": "pending"}
+
+
+async def test_a_retried_refund_request_asks_for_its_refund_by_key_and_keeps_its_amount(
+    world: World,
+) -> None:
+    order_id = await world.paid_order()
+    world.provider.fail_next("refund", ProviderFailed())
+    unanswered = await world.refund(order_id, "4.00", key="refund-once")
+    assert unanswered.status_code == 502
+    assert unanswered.json()["message"] == (
+        "The payment provider did not answer. The refund stays pending and is "
+        "completed automatically; retrying this request carries on with it."
+    )
+
+    other_amount = await world.refund(order_id, "5.00", key="refund-once")
+    assert other_amount.status_code == 422, other_amount.text
+    assert other_amount.json()["message"] == "This request already refunds 4.00, not 5.00."
+
+    asked_before = len(world.provider.calls)
+    retried = await world.refund(order_id, "4.00", key="refund-once")
+    assert retried.status_code == 200, retried.text
+    # The retry carries on with its pending refund: it asks the provider for it by its key
+    # first (a provider forgets idempotency keys after a day), then makes it under that key.
+    assert world.provider.calls[asked_before:] == ["find_refund", "refund"]
+    assert [r.status for r in await world.refunds(order_id)] == ["succeeded"]

@@ -84,3 +84,31 @@ async def test_only_no_answer_a_busy_key_a_rate_limit_or_a_5xx_is_transient(
     with pytest.raises(ProviderFailed) as raised:
         await provider()._call(failing(error))
     assert raised.value.transient is transient
+
+
+def test_a_declined_intent_carries_stripes_message_and_a_lower_case_currency() -> None:
+    from sellerdesk.payments.providers import intent_info_from_stripe
+
+    declined = intent_info_from_stripe(
+        {
+            "id": "pi_declined",
+            "status": "requires_payment_method",
+            "amount": 500,
+            "currency": "USD",
+            "last_payment_error": {"message": "Your card was declined.", "code": "card_declined"},
+        }
+    )
+    assert (declined.status, declined.amount, declined.currency) == ("failed", 500, "usd")
+    assert declined.failure_message == "Your card was declined."
+
+
+def test_an_intent_missing_its_figures_or_with_an_odd_error_is_read_without_inventing_any() -> None:
+    from sellerdesk.payments.providers import intent_info_from_stripe
+
+    bare = intent_info_from_stripe({"id": "pi_bare", "status": "processing"})
+    assert (bare.status, bare.amount, bare.currency, bare.amount_refunded) == ("pending", 0, "", 0)
+    assert bare.failure_message is None
+    odd = intent_info_from_stripe(
+        {"id": "pi_odd", "status": "requires_payment_method", "last_payment_error": "err_1"}
+    )
+    assert odd.failure_message is None  # only an error object carries a message
