@@ -940,3 +940,12 @@ async def test_a_retried_refund_request_asks_for_its_refund_by_key_and_keeps_its
     # first (a provider forgets idempotency keys after a day), then makes it under that key.
     assert world.provider.calls[asked_before:] == ["find_refund", "refund"]
     assert [r.status for r in await world.refunds(order_id)] == ["succeeded"]
+
+
+async def test_a_refund_reserves_its_amount_on_its_own_payment_only(world: World) -> None:
+    refunded, other = await world.paid_order(), await world.paid_order()
+    assert (await world.refund(refunded, "4.00")).status_code == 200
+    paid = await world.payment(refunded)
+    assert (paid.refunded_amount, paid.refund_reserved) == (Decimal("4.00"), Decimal("0"))
+    untouched = await world.payment(other)
+    assert (untouched.refunded_amount, untouched.refund_reserved) == (Decimal("0"), Decimal("0"))
