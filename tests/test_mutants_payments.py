@@ -17,7 +17,6 @@ neither Checkout's `payment_intent_data` nor the request options.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from decimal import Decimal
 from types import SimpleNamespace
@@ -42,22 +41,11 @@ from sellerdesk.payments.providers import (
 )
 from tests.conftest import AppFactory
 from tests.orders_factories import make_product, make_user
-from tests.payment_fakes import GatedProvider
-from tests.test_payment_phases import INTENT, SETTLE_AFTER, World
+from tests.test_payment_phases import INTENT, SETTLE_AFTER, World, world
+
+__all__ = ["world"]  # the fixture, imported for pytest
 
 REFUSED = "The payment provider refused the refund; nothing was refunded."
-
-
-@pytest.fixture
-async def world(make_app: AppFactory) -> AsyncIterator[World]:
-    app = await make_app(REFUND_SETTLE_AFTER_SECONDS=SETTLE_AFTER)
-    provider = GatedProvider(app).install()
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-        try:
-            yield await World(app, client, provider).setup()
-        finally:
-            provider.uninstall()
 
 
 def outbox(app: FastAPI) -> OutboxContext:

@@ -13,14 +13,11 @@ docs/mutation.md).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from decimal import Decimal
 
 import httpx
 import pytest
-from fastapi import FastAPI
 
-from sellerdesk.events import OutboxContext
 from sellerdesk.models import Payment
 from sellerdesk.payments import refunds as payments_refunds
 from sellerdesk.payments import repository as payments_repository
@@ -36,25 +33,12 @@ from tests.conftest import AppFactory
 from tests.orders_factories import make_user
 from tests.payment_fakes import GatedProvider
 from tests.stripe_fixtures import WEBHOOK_SECRET, event, signed
-from tests.test_payment_phases import SETTLE_AFTER, World
+from tests.test_mutants_payments import outbox
+from tests.test_payment_phases import World, world
+
+__all__ = ["world"]  # the fixture, imported for pytest
 
 KEY = "rest"
-
-
-@pytest.fixture
-async def world(make_app: AppFactory) -> AsyncIterator[World]:
-    app = await make_app(REFUND_SETTLE_AFTER_SECONDS=SETTLE_AFTER)
-    provider = GatedProvider(app).install()
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-        try:
-            yield await World(app, client, provider).setup()
-        finally:
-            provider.uninstall()
-
-
-def outbox(app: FastAPI) -> OutboxContext:
-    return OutboxContext(sessionmaker=app.state.sessionmaker, settings=app.state.settings)
 
 
 async def refund_rest(world: World, payment_id: int) -> bool:
