@@ -6,6 +6,8 @@ docs/mutation.md).
   and it is read as stored even when the session already holds an older copy of it (a retry
   of a refund that was settled meanwhile answers with it and does not ask the provider again).
 - A refund of "all that is left" leaves out what pending refunds hold.
+- A refund is settled once: a retry answered after the job settled it changes nothing.
+- A refund the provider answers as `failed` or `canceled` keeps the provider's refund id.
 - Stripe's intent: declined only when it waits for a method after a failed attempt.
 - A Checkout Session delivered again answers `duplicate` without asking Stripe again; the
   payment found by its intent is read as stored.
@@ -13,6 +15,7 @@ docs/mutation.md).
 
 from __future__ import annotations
 
+import asyncio
 from decimal import Decimal
 
 import httpx
@@ -27,6 +30,7 @@ from sellerdesk.payments.providers import (
     IntentRef,
     ManualProvider,
     ProviderFailed,
+    RefundInfo,
     intent_info_from_stripe,
 )
 from tests.conftest import AppFactory
@@ -128,6 +132,52 @@ async def test_refunding_all_that_is_left_leaves_out_what_a_pending_refund_holds
     )
     assert [r.status for r in await world.refunds(order_id)] == ["pending", "succeeded"]
     assert world.provider.refunded_total == 2000
+
+
+async def test_a_retry_whose_refund_the_job_settled_while_it_waited_on_the_provider_answers_200(
+    world: World,
+) -> None:
+    """A refund is settled once: the retry that gets the provider's answer after the job has
+    settled the refund leaves it as it is (no second settlement, no second refunded amount)."""
+    order_id = await world.paid_order()  # 30.00
+    world.provider.fail_next("refund", ProviderFailed())  # no answer: the refund stays pending
+    assert (await world.refund(order_id, "30.00", key="r-1")).status_code == 502
+    world.provider.hold("find_refund")  # the retry asks the provider about its refund, held
+    retry = asyncio.ensure_future(world.refund(order_id, "30.00", key="r-1"))
+    await world.provider.entered.wait()
+
+    assert await world.settle() == 1  # meanwhile the job makes the refund and settles it
+    world.provider.release()
+    answer = await retry
+
+    assert answer.status_code == 200, answer.text
+    assert [r.status for r in await world.refunds(order_id)] == ["succeeded"]
+    payment = await world.payment(order_id)
+    assert (payment.refunded_amount, payment.refund_reserved) == (Decimal("30.00"), Decimal("0"))
+    assert await world.announced_refunds(order_id) == 1
+    assert world.provider.refunded_total == 3000
+
+
+@pytest.mark.parametrize("status", ["failed", "canceled"])
+async def test_a_refund_the_provider_answers_as_failed_keeps_the_providers_refund_id(
+    world: World, monkeypatch: pytest.MonkeyPatch, status: str
+) -> None:
+    """Stripe can answer a refund with its own refund object, `failed` or `canceled`: the
+    refund row fails, and keeps Stripe's id of it, for whoever reconciles the two."""
+    order_id = await world.paid_order()  # 30.00
+
+    async def answered_refused(ref: IntentRef, *, amount: int, idempotency_key: str) -> RefundInfo:
+        return RefundInfo(id="re_refused_1", status=status, amount=amount)
+
+    monkeypatch.setattr(world.provider.inner, "refund", answered_refused)
+
+    refused = await world.refund(order_id, "30.00")
+
+    assert refused.status_code == 502 and refused.json()["error"] == "payment_error"
+    [row] = await world.refunds(order_id)
+    assert (row.status, row.provider_refund_id) == ("failed", "re_refused_1")
+    payment = await world.payment(order_id)
+    assert (payment.refunded_amount, payment.refund_reserved) == (Decimal("0"), Decimal("0"))
 
 
 # --------------------------------------------------------------------------- Stripe's intent
