@@ -14,7 +14,7 @@ worker whose routes were already built, so no test can ever see them (docs/mutat
 With `--unchecked`, prints instead one `MUTANTS` glob per function that still has mutants the
 run did not reach (a stopped run), to resume it on the same source:
 
-    make mutate MUTANTS="$(.venv/bin/python scripts/mutation_report.py --unchecked)"
+    make mutate MUTANTS="$(.venv/bin/python scripts/mutation_report.py --unchecked | tr '\n' ' ')"
 """
 
 from __future__ import annotations
