@@ -8,6 +8,7 @@ docs/mutation.md).
 - A refund of "all that is left" leaves out what pending refunds hold.
 - A refund is settled once: a retry answered after the job settled it changes nothing.
 - A refund the provider answers as `failed` or `canceled` keeps the provider's refund id.
+- An unpaid order's cancellation cancels no intent that was paid or never made.
 - Stripe's intent: declined only when it waits for a method after a failed attempt.
 - A Checkout Session delivered again answers `duplicate` without asking Stripe again; the
   payment found by its intent is read as stored.
@@ -38,7 +39,7 @@ from tests.orders_factories import make_user
 from tests.payment_fakes import GatedProvider
 from tests.stripe_fixtures import WEBHOOK_SECRET, event, signed
 from tests.test_mutants_payments import outbox
-from tests.test_payment_phases import World, world
+from tests.test_payment_phases import INTENT, World, world
 
 __all__ = ["world"]  # the fixture, imported for pytest
 
@@ -178,6 +179,39 @@ async def test_a_refund_the_provider_answers_as_failed_keeps_the_providers_refun
     assert (row.status, row.provider_refund_id) == ("failed", "re_refused_1")
     payment = await world.payment(order_id)
     assert (payment.refunded_amount, payment.refund_reserved) == (Decimal("0"), Decimal("0"))
+
+
+async def test_the_intent_of_a_paid_or_intentless_payment_is_not_cancelled(world: World) -> None:
+    """`cancel_unpaid` (an unpaid order was cancelled) leaves alone a payment that succeeded
+    meanwhile (its owner refunds it) and one whose intent was never made: no provider call."""
+    paid = await world.payment(await world.paid_order())
+    order_id = await world.order()
+    world.provider.fail_next("create_intent", ProviderFailed())  # no answer: no intent recorded
+    headers = world.buyer.headers
+    no_intent = await world.client.post(INTENT, json={"order_id": order_id}, headers=headers)
+    assert no_intent.status_code >= 500, no_intent.text
+    intentless = await world.payment(order_id)
+    assert (intentless.status, intentless.intent_id) == ("pending", None)
+    calls = len(world.provider.calls)
+
+    for payment in (paid, intentless):
+        assert await payments_service.cancel_unpaid(outbox(world.app), payment.purpose) is None
+
+    assert world.provider.calls[calls:] == []
+    assert (await world.payment_by_id(paid.id)).status == "succeeded"
+
+
+async def test_cancelling_an_unpaid_intent_answers_the_payments_state_after(world: World) -> None:
+    order_id = await world.order()
+    made = await world.client.post(INTENT, json={"order_id": order_id}, headers=world.buyer.headers)
+    assert made.status_code == 200, made.text
+    payment = await world.payment(order_id)
+
+    state = await payments_service.cancel_unpaid(outbox(world.app), payment.purpose)
+
+    assert state == "canceled"
+    assert world.provider.calls[-1] == "cancel_intent"
+    assert (await world.payment_by_id(payment.id)).status == "canceled"
 
 
 # --------------------------------------------------------------------------- Stripe's intent
