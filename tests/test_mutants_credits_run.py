@@ -31,7 +31,7 @@ from tests.credits_factories import (
     ledger,
     set_price,
 )
-from tests.factories import register, register_admin
+from tests.factories import Account, register, register_admin
 from tests.stripe_fixtures import WEBHOOK_SECRET, event, intent_object
 from tests.test_money_guards import buy_a_pack, deliver, make_pack, purchase_status
 from tests.test_paid_call_safety import Setup, build
@@ -324,3 +324,35 @@ async def test_a_refund_left_to_the_sweep_still_says_nothing_was_charged(
     monkeypatch.undo()
     assert await windowed.sweep() == 1
     assert await balance(windowed.client, user) == 10
+
+
+# --------------------------------------------------------------------------- seeding
+
+
+async def test_a_grant_once_is_booked_with_its_reason_under_its_key_and_never_twice(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    """`grant_once` (the demo account's credits, `sellerdesk seed`): run again under the same
+    key for the same account, it grants nothing and says so; other keys, and the same key for
+    another account, grant."""
+    first, second = await register(client), await register(client)
+
+    async def grant_once(account: Account, key: str) -> bool:
+        async with app.state.sessionmaker() as session:
+            granted = await credits_service.grant_once(
+                session, user_id=account.id, amount=100, reason="Demo credits", key=key
+            )
+            await session.commit()
+            return granted
+
+    assert await grant_once(first, "seed:0") is True
+    assert await grant_once(first, "seed:1") is True
+    assert await grant_once(first, "seed:1") is False
+    assert await grant_once(second, "seed:1") is True
+
+    entries = await ledger(app, first.id)
+    assert [(e.amount, e.kind, e.reference, e.idempotency_key) for e in entries] == [
+        (100, "grant", "Demo credits", "seed:0"),
+        (100, "grant", "Demo credits", "seed:1"),
+    ]
+    assert (await balance(client, first), await balance(client, second)) == (200, 100)
