@@ -21,8 +21,10 @@ from decimal import Decimal
 
 import httpx
 import pytest
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from sellerdesk.models import Payment
+from sellerdesk.errors import Conflict
+from sellerdesk.models import Payment, Refund
 from sellerdesk.payments import refunds as payments_refunds
 from sellerdesk.payments import repository as payments_repository
 from sellerdesk.payments import service as payments_service
@@ -116,6 +118,66 @@ async def test_a_retry_of_a_refund_settled_meanwhile_answers_with_it_without_ask
     assert world.provider.refunded_total == 3000
 
 
+async def test_a_request_whose_refund_another_run_recorded_after_its_check_carries_on_with_it(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two runs of one request: this one looked for the request's refund before the other
+    recorded it, so its own insert finds the key taken. It carries on with the other's refund
+    (one refund at the provider), instead of failing or making a second one."""
+    order_id = await world.paid_order()
+    payment = await world.payment(order_id)
+    world.provider.fail_next("refund", ProviderFailed())  # no answer: the other run's, pending
+    with pytest.raises(ProviderFailed):
+        await refund_rest(world, payment.id)
+    real = payments_repository.refund_for_request
+    looked: list[str] = []
+
+    async def looked_too_early(session: AsyncSession, payment_id: int, key: str) -> Refund | None:
+        looked.append(key)
+        return None if len(looked) == 1 else await real(session, payment_id, key)
+
+    monkeypatch.setattr(payments_repository, "refund_for_request", looked_too_early)
+    calls = len(world.provider.calls)
+    async with world.app.state.sessionmaker() as session:
+        row, after = await payments_refunds.refund(
+            session, payment, Decimal("30.00"), reason="paid_after_cancel", request_key=KEY
+        )
+        await session.commit()
+
+    assert looked == [KEY, KEY]
+    # Carried on: the provider is asked for the key's refund first (its memory of keys may
+    # have expired), then the refund is made under that key.
+    assert world.provider.calls[calls:] == ["find_refund", "refund"]
+    assert row.status == "succeeded" and after.refunded_amount == Decimal("30.00")
+    assert [r.status for r in await world.refunds(order_id)] == ["succeeded"]
+    assert world.provider.refunded_total == 3000
+
+
+async def test_a_request_whose_other_run_s_refund_was_refused_meanwhile_is_told_to_retry(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As above, but the other run's refund is gone by the time this run looks again (the
+    provider refused it): a 409 that says to retry, and nothing recorded."""
+    order_id = await world.paid_order()
+    payment = await world.payment(order_id)
+    world.provider.fail_next("refund", ProviderFailed())
+    with pytest.raises(ProviderFailed):
+        await refund_rest(world, payment.id)
+
+    async def never_found(session: AsyncSession, payment_id: int, key: str) -> Refund | None:
+        return None
+
+    monkeypatch.setattr(payments_repository, "refund_for_request", never_found)
+    async with world.app.state.sessionmaker() as session:
+        with pytest.raises(Conflict) as raised:
+            await payments_refunds.refund(
+                session, payment, Decimal("30.00"), reason="paid_after_cancel", request_key=KEY
+            )
+
+    assert raised.value.message == "This refund is being made; retry."
+    assert len(await world.refunds(order_id)) == 1
+
+
 async def test_refunding_all_that_is_left_leaves_out_what_a_pending_refund_holds(
     world: World,
 ) -> None:
@@ -156,6 +218,20 @@ async def test_a_retry_whose_refund_the_job_settled_while_it_waited_on_the_provi
     payment = await world.payment(order_id)
     assert (payment.refunded_amount, payment.refund_reserved) == (Decimal("30.00"), Decimal("0"))
     assert await world.announced_refunds(order_id) == 1
+    assert world.provider.refunded_total == 3000
+
+
+async def test_refunding_the_rest_of_a_payment_refunded_in_full_is_a_409_that_records_nothing(
+    world: World,
+) -> None:
+    order_id = await world.paid_order()  # 30.00
+    assert (await world.refund(order_id)).status_code == 200
+
+    again = await world.refund(order_id)  # no amount: all that is left, which is nothing
+
+    assert again.status_code == 409, again.text
+    assert again.json()["message"] == "This payment is already refunded in full."
+    assert [r.status for r in await world.refunds(order_id)] == ["succeeded"]
     assert world.provider.refunded_total == 3000
 
 
