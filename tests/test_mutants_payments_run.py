@@ -178,6 +178,18 @@ async def test_a_request_whose_other_run_s_refund_was_refused_meanwhile_is_told_
     assert len(await world.refunds(order_id)) == 1
 
 
+async def test_a_new_refund_asks_the_provider_once_without_looking_for_an_earlier_one(
+    world: World,
+) -> None:
+    """Only a refund left by an earlier attempt is looked for first (a list call at Stripe)."""
+    order_id = await world.paid_order()
+    calls = len(world.provider.calls)
+
+    assert (await world.refund(order_id, "10.00", key="new-1")).status_code == 200
+
+    assert world.provider.calls[calls:] == ["refund"]
+
+
 async def test_refunding_all_that_is_left_leaves_out_what_a_pending_refund_holds(
     world: World,
 ) -> None:
