@@ -12,6 +12,7 @@ refund left to the sweep).
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import httpx
@@ -21,6 +22,7 @@ from sqlalchemy import select
 
 from sellerdesk.credits import service as credits_service
 from sellerdesk.credits.handlers import _Payment
+from sellerdesk.credits.repository import PaidLookupRepository
 from sellerdesk.models import CreditPurchase, DomainEvent
 from tests.conftest import AppFactory
 from tests.credits_factories import (
@@ -356,3 +358,30 @@ async def test_a_grant_once_is_booked_with_its_reason_under_its_key_and_never_tw
         (100, "grant", "Demo credits", "seed:1"),
     ]
     assert (await balance(client, first), await balance(client, second)) == (200, 100)
+
+
+# --------------------------------------------------------------------------- repeat markers
+
+
+async def test_a_claim_of_several_codes_marks_those_not_paid_since_the_cutoff_and_names_them(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    """`PaidLookupRepository.claim` of several codes (a batch): a code paid at the cutoff
+    itself is still inside the repeat window, one paid before it is due again; the answer is
+    the codes marked now."""
+    account = await register(client)
+    t0 = datetime(2026, 12, 1, 12, tzinfo=UTC)
+    window = timedelta(hours=1)
+
+    async def claim(codes: list[str], now: datetime) -> list[str]:
+        async with app.state.sessionmaker() as session:
+            marked = await PaidLookupRepository(session).claim(
+                account.id, "asin", codes, now, now - window
+            )
+            await session.commit()
+            return sorted(marked)
+
+    assert await claim(["A1", "B2"], t0) == ["A1", "B2"]
+    assert await claim(["A1", "C3"], t0 + timedelta(minutes=1)) == ["C3"]
+    assert await claim(["A1", "B2"], t0 + window) == []  # paid at the cutoff: still free
+    assert await claim(["A1", "B2"], t0 + window + timedelta(microseconds=1)) == ["A1", "B2"]
