@@ -20,6 +20,7 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import select
 
+from sellerdesk.credits import alerts
 from sellerdesk.credits import service as credits_service
 from sellerdesk.credits.handlers import _Payment
 from sellerdesk.credits.repository import PaidLookupRepository
@@ -385,3 +386,37 @@ async def test_a_claim_of_several_codes_marks_those_not_paid_since_the_cutoff_an
     assert await claim(["A1", "C3"], t0 + timedelta(minutes=1)) == ["C3"]
     assert await claim(["A1", "B2"], t0 + window) == []  # paid at the cutoff: still free
     assert await claim(["A1", "B2"], t0 + window + timedelta(microseconds=1)) == ["A1", "B2"]
+
+
+async def credits_low(app: FastAPI, user_id: int) -> list[tuple[int, int]]:
+    """The (balance, threshold) of each `credits_low` event published for the account."""
+    async with app.state.sessionmaker() as session:
+        rows = await session.scalars(
+            select(DomainEvent).where(DomainEvent.kind == "credits_low").order_by(DomainEvent.id)
+        )
+        return [
+            (row.payload["balance"], row.payload["threshold"])
+            for row in rows
+            if row.payload["user_id"] == user_id
+        ]
+
+
+async def test_the_low_credit_warning_follows_the_threshold_in_force(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    """The default threshold (from the last pack) warns when the account set none; alerts
+    switched off never warn, whatever threshold they keep; a threshold of 0 warns when the
+    balance reaches 0."""
+    by_default, switched_off, zero = [await register(client) for _ in range(3)]
+    async with app.state.sessionmaker() as session:
+        await alerts.remember_pack(session, by_default.id, 50)  # default threshold: 5
+        await alerts.update(session, switched_off.id, enabled=False, threshold=5)
+        await alerts.update(session, zero.id, enabled=True, threshold=0)
+        for account in (by_default, switched_off):
+            await alerts.after_charge(session, account.id, 6, 5)
+        await alerts.after_charge(session, zero.id, 1, 0)
+        await session.commit()
+
+    assert await credits_low(app, by_default.id) == [(5, 5)]
+    assert await credits_low(app, switched_off.id) == []
+    assert await credits_low(app, zero.id) == [(0, 0)]
