@@ -41,7 +41,7 @@ from tests.orders_factories import make_user
 from tests.payment_fakes import GatedProvider
 from tests.stripe_fixtures import WEBHOOK_SECRET, event, signed
 from tests.test_mutants_payments import outbox
-from tests.test_payment_phases import INTENT, World, world
+from tests.test_payment_phases import INTENT, World, confirm_url, world
 
 __all__ = ["world"]  # the fixture, imported for pytest
 
@@ -300,6 +300,19 @@ async def test_cancelling_an_unpaid_intent_answers_the_payments_state_after(worl
     assert state == "canceled"
     assert world.provider.calls[-1] == "cancel_intent"
     assert (await world.payment_by_id(payment.id)).status == "canceled"
+
+
+async def test_confirming_a_paid_order_again_answers_from_our_records_without_the_provider(
+    world: World,
+) -> None:
+    order_id = await world.paid_order()
+    calls = len(world.provider.calls)
+
+    again = await world.client.post(confirm_url(order_id), headers=world.buyer.headers)
+
+    assert again.status_code == 200, again.text
+    assert again.json()["message"] == "Payment succeeded."
+    assert world.provider.calls[calls:] == []
 
 
 # --------------------------------------------------------------------------- Stripe's intent
