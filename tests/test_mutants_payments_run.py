@@ -305,13 +305,17 @@ async def test_cancelling_an_unpaid_intent_answers_the_payments_state_after(worl
 async def test_confirming_a_paid_order_again_answers_from_our_records_without_the_provider(
     world: World,
 ) -> None:
-    order_id = await world.paid_order()
+    order_id = await world.order()
+    headers = world.buyer.headers
+    intent = await world.client.post(INTENT, json={"order_id": order_id}, headers=headers)
+    assert intent.status_code == 200, intent.text
+    paid = await world.client.post(confirm_url(order_id), headers=headers)
     calls = len(world.provider.calls)
 
-    again = await world.client.post(confirm_url(order_id), headers=world.buyer.headers)
+    again = await world.client.post(confirm_url(order_id), headers=headers)
 
-    assert again.status_code == 200, again.text
-    assert again.json()["message"] == "Payment succeeded."
+    assert paid.status_code == again.status_code == 200, (paid.text, again.text)
+    assert paid.json()["message"] == again.json()["message"] == "Payment succeeded."
     assert world.provider.calls[calls:] == []
 
 
