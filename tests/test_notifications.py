@@ -11,7 +11,7 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import select, update
 
-from sellerdesk.models import DomainEvent, User
+from sellerdesk.models import DomainEvent, Payment, User
 from tests.conftest import AppFactory
 from tests.credits_factories import grant, mount_paid_test_routes
 from tests.factories import Account, register, register_admin
@@ -86,6 +86,11 @@ async def test_paying_an_order_sends_one_confirmation_with_the_total_and_one_rec
     assert receipt["From"] == EMAIL_FROM
     assert receipt["Subject"] == "Payment receipt: 46.90 USD"
     assert f"order #{order['id']}" in text_of(receipt)
+    async with mail_app.state.sessionmaker() as session:
+        intent_id = await session.scalar(
+            select(Payment.intent_id).where(Payment.order_id == order["id"])
+        )
+    assert intent_id and f"Payment reference: {intent_id}" in text_of(receipt)
 
 
 async def test_confirming_twice_sends_the_confirmation_once(
