@@ -417,3 +417,18 @@ async def test_the_payment_of_an_intent_is_read_as_stored_even_when_the_session_
         found = await payments_repository.get_by_intent(session, held.intent_id)
 
         assert found is not None and found.refunded_amount == Decimal("2.50")
+
+
+async def test_the_payment_of_a_purpose_is_read_as_stored_even_when_the_session_holds_it(
+    world: World,
+) -> None:
+    order_id = await world.paid_order()
+    payment_id = (await world.payment(order_id)).id
+    async with world.app.state.sessionmaker() as session:
+        held = await session.get(Payment, payment_id)  # a caller keeping the row it read
+        assert held is not None and held.refunded_amount == Decimal("0.00")
+        await payments_repository.add_to_refunded(session, payment_id, Decimal("2.50"))
+
+        found = await payments_repository.get_by_purpose(session, held.purpose)
+
+        assert found is not None and found.refunded_amount == Decimal("2.50")
