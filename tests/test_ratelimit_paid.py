@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from limits.aio.storage import MemoryStorage, Storage
 
 from sellerdesk.errors import RateLimited
+from sellerdesk.kit import ratelimit
 from sellerdesk.kit.ratelimit import Limiter, PaidCallLimits, create_storage
 from tests.conftest import REDIS_URL
 from tests.private_redis import PrivateRedis
@@ -90,3 +92,33 @@ async def test_after_a_redis_restart_calls_count_in_redis_again_at_once(
     key = limits.per_payer.key_for("paid", "user:1")
     _, in_redis = await storage.get_moving_window(key, 100, 60)
     assert in_redis == 8
+
+
+class Logged:
+    """Stands in for the module's logger: the events logged at error level."""
+
+    def __init__(self) -> None:
+        self.errors: list[str] = []
+
+    def error(self, event: str, **fields: Any) -> None:
+        self.errors.append(event)
+
+
+async def test_a_storage_outage_is_logged_once_every_ten_seconds_not_on_every_call(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = [1000.0]
+    monkeypatch.setattr(ratelimit, "time", SimpleNamespace(monotonic=lambda: clock[0]))
+    logged = Logged()
+    monkeypatch.setattr(ratelimit, "log", logged)
+    limits = PaidCallLimits(Limiter(BrokenStorage()), "100/minute", "1000/minute")
+
+    for _ in range(3):
+        await limits.hit("user:1")
+    clock[0] += PaidCallLimits.LOG_EVERY_SECONDS
+    await limits.hit("user:1")  # ten seconds on: not yet
+    assert logged.errors == ["paid_rate_limit_storage_unavailable"]
+    clock[0] += 0.5
+    await limits.hit("user:1")
+
+    assert logged.errors == ["paid_rate_limit_storage_unavailable"] * 2
