@@ -86,6 +86,7 @@ async def test_intent_is_created_at_stripe_with_the_order_total_in_cents(
         "requires_payment_method",
     )
     assert intent.metadata["order_id"] == str(order_id)
+    assert intent.metadata["purpose"] == f"order:{order_id}"  # what it pays, for the dashboard
     again = await client.post(INTENT, json={"order_id": order_id}, headers=headers)
     assert again.json()["payment_intent_id"] == intent_id
     assert again.json()["client_secret"] == intent.client_secret
