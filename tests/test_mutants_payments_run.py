@@ -432,3 +432,42 @@ async def test_the_payment_of_a_purpose_is_read_as_stored_even_when_the_session_
         found = await payments_repository.get_by_purpose(session, held.purpose)
 
         assert found is not None and found.refunded_amount == Decimal("2.50")
+
+
+async def test_an_intent_is_recorded_on_its_own_payment_only(world: World) -> None:
+    """A payment left without an intent (the provider did not answer) keeps none while another
+    order's intent is recorded, and gets its own when asked again."""
+    headers = world.buyer.headers
+    stalled, other = await world.order(), await world.order()
+    world.provider.fail_next("create_intent", ProviderFailed())
+    assert (await world.client.post(INTENT, json={"order_id": stalled}, headers=headers)).is_error
+
+    made = await world.client.post(INTENT, json={"order_id": other}, headers=headers)
+
+    assert made.status_code == 200, made.text
+    assert (await world.payment(stalled)).intent_id is None
+    again = await world.client.post(INTENT, json={"order_id": stalled}, headers=headers)
+    assert again.status_code == 200, again.text
+    assert again.json()["payment_intent_id"] != made.json()["payment_intent_id"]
+    assert (await world.payment(stalled)).intent_id == again.json()["payment_intent_id"]
+
+
+async def test_a_payment_whose_row_cannot_be_read_after_a_concurrent_insert_is_a_409_to_retry(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The purpose's payment was inserted by a concurrent request whose row this one cannot
+    read yet: a 409 that says to retry, rather than a second payment."""
+    order_id = await world.order()
+    headers = world.buyer.headers
+    first = await world.client.post(INTENT, json={"order_id": order_id}, headers=headers)
+    assert first.status_code == 200, first.text
+
+    async def not_visible_yet(session: AsyncSession, purpose: str) -> Payment | None:
+        return None
+
+    monkeypatch.setattr(payments_repository, "get_by_purpose", not_visible_yet)
+    again = await world.client.post(INTENT, json={"order_id": order_id}, headers=headers)
+
+    assert again.status_code == 409, again.text
+    assert again.json()["message"] == "A payment for this purpose is being created; retry."
+    assert await world.count(Payment) == 1
