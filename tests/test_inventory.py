@@ -97,6 +97,7 @@ async def test_movements_are_paginated_newest_first_and_include_orders(
         ("cancel", 4, order["id"]),
         ("order", -4, order["id"]),
     ]
+    assert first["items"][1]["user_id"] == buyer.id  # who placed the order
     second = (await client.get(url + "&page=2", headers=admin.headers)).json()
     assert [m["reason"] for m in second["items"]] == ["adjustment"]
 
