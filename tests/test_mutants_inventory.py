@@ -4,9 +4,11 @@ low-stock list pages in a stable order, and an unknown product's 404 says what w
 from __future__ import annotations
 
 import httpx
+import pytest
 from fastapi import FastAPI
 from sqlalchemy import select
 
+from sellerdesk.inventory.movements import record_movement
 from sellerdesk.models import DomainEvent
 from tests.orders_factories import (
     checkout,
@@ -145,3 +147,17 @@ async def test_an_order_from_exactly_the_threshold_does_not_warn_again(
     async with app.state.sessionmaker() as session:
         kinds = list(await session.scalars(select(DomainEvent.kind)))
     assert "low_stock" not in kinds
+
+
+async def test_a_movement_with_a_reason_not_on_the_list_is_refused_naming_it(app: FastAPI) -> None:
+    product = await make_product(app, stock=3)
+    async with app.state.sessionmaker() as session:
+        with pytest.raises(ValueError, match="unknown stock movement reason 'gift'"):
+            await record_movement(
+                session,
+                product_id=product,
+                delta=-1,
+                stock_after=2,
+                low_stock_threshold=0,
+                reason="gift",
+            )
