@@ -6,7 +6,9 @@ event a purchase writes, a payment of no purchase crediting nothing, and the end
 charge's refund is booked under; a new price in force at once, an unknown paid endpoint's 404,
 packs of equal size listed in the order they were created; and what a paid call whose lookup
 failed after its charge says and books (the reason, the headers of a free repeat, and of a
-refund left to the sweep).
+refund left to the sweep). From the resumed run: `grant_once` books once per account and key,
+a claim of several codes marks only those not paid since the cutoff (the cutoff inside the
+window), and the low-credit warning follows the threshold in force.
 """
 
 from __future__ import annotations

@@ -6,9 +6,15 @@ docs/mutation.md).
   and it is read as stored even when the session already holds an older copy of it (a retry
   of a refund that was settled meanwhile answers with it and does not ask the provider again).
 - A refund of "all that is left" leaves out what pending refunds hold.
-- A refund is settled once: a retry answered after the job settled it changes nothing.
+- A refund is settled once: a retry answered after the job settled it changes nothing. A
+  request whose key another run took between its check and its insert carries on with that
+  refund (asking the provider by key first), or is told to retry when it is gone; a new refund
+  asks the provider once; "the rest" of a payment refunded in full is a 409 recording nothing.
 - A refund the provider answers as `failed` or `canceled` keeps the provider's refund id.
-- An unpaid order's cancellation cancels no intent that was paid or never made.
+- An unpaid order's cancellation cancels no intent that was paid or never made, and answers the
+  payment's state after; confirming a paid order again answers from our records.
+- An intent is recorded on its own payment only; a payment row not readable yet after a
+  concurrent insert is a 409 to retry; a payment read by its purpose is read as stored.
 - Stripe's intent: declined only when it waits for a method after a failed attempt.
 - A Checkout Session delivered again answers `duplicate` without asking Stripe again; the
   payment found by its intent is read as stored.
