@@ -41,7 +41,7 @@ from sellerdesk.payments.providers import (
 )
 from tests.conftest import AppFactory
 from tests.orders_factories import make_product, make_user
-from tests.test_payment_phases import INTENT, SETTLE_AFTER, World, world
+from tests.test_payment_phases import SETTLE_AFTER, World, world
 
 __all__ = ["world"]  # the fixture, imported for pytest
 
@@ -240,9 +240,7 @@ async def test_refunding_the_rest_of_an_unpaid_or_refunded_payment_does_nothing(
     world: World,
 ) -> None:
     unpaid = await world.order()
-    started = await world.client.post(
-        INTENT, json={"order_id": unpaid}, headers=world.buyer.headers
-    )
+    started = await world.start_intent(unpaid)
     assert started.status_code == 200, started.text
     refunded = await world.paid_order()
     assert (await world.refund(refunded)).status_code == 200
@@ -893,9 +891,7 @@ async def test_refunding_a_payment_not_captured_is_a_409_that_says_where_it_stan
     world: World,
 ) -> None:
     order_id = await world.order()
-    intent = await world.client.post(
-        INTENT, json={"order_id": order_id}, headers=world.buyer.headers
-    )
+    intent = await world.start_intent(order_id)
     assert intent.status_code == 200, intent.text
     refused = await world.refund(order_id, "1.00")
     assert refused.status_code == 409, refused.text

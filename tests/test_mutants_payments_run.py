@@ -46,8 +46,8 @@ from tests.conftest import AppFactory
 from tests.orders_factories import make_user
 from tests.payment_fakes import GatedProvider
 from tests.stripe_fixtures import WEBHOOK_SECRET, event, signed
-from tests.test_mutants_payments import outbox
-from tests.test_payment_phases import INTENT, World, confirm_url, world
+from tests.test_mutants_payments import outbox, stripe_payment
+from tests.test_payment_phases import World, confirm_url, world
 
 __all__ = ["world"]  # the fixture, imported for pytest
 
@@ -281,8 +281,7 @@ async def test_the_intent_of_a_paid_or_intentless_payment_is_not_cancelled(world
     paid = await world.payment(await world.paid_order())
     order_id = await world.order()
     world.provider.fail_next("create_intent", ProviderFailed())  # no answer: no intent recorded
-    headers = world.buyer.headers
-    no_intent = await world.client.post(INTENT, json={"order_id": order_id}, headers=headers)
+    no_intent = await world.start_intent(order_id)
     assert no_intent.status_code >= 500, no_intent.text
     intentless = await world.payment(order_id)
     assert (intentless.status, intentless.intent_id) == ("pending", None)
@@ -297,7 +296,7 @@ async def test_the_intent_of_a_paid_or_intentless_payment_is_not_cancelled(world
 
 async def test_cancelling_an_unpaid_intent_answers_the_payments_state_after(world: World) -> None:
     order_id = await world.order()
-    made = await world.client.post(INTENT, json={"order_id": order_id}, headers=world.buyer.headers)
+    made = await world.start_intent(order_id)
     assert made.status_code == 200, made.text
     payment = await world.payment(order_id)
 
@@ -313,7 +312,7 @@ async def test_confirming_a_paid_order_again_answers_from_our_records_without_th
 ) -> None:
     order_id = await world.order()
     headers = world.buyer.headers
-    intent = await world.client.post(INTENT, json={"order_id": order_id}, headers=headers)
+    intent = await world.start_intent(order_id)
     assert intent.status_code == 200, intent.text
     paid = await world.client.post(confirm_url(order_id), headers=headers)
     calls = len(world.provider.calls)
@@ -372,19 +371,7 @@ async def test_a_checkout_session_delivered_again_is_a_duplicate_and_stripe_is_n
     app = await make_app(STRIPE_WEBHOOK_SECRET=WEBHOOK_SECRET)
     provider = GatedProvider(app, PaidAtStripe()).install()
     user = await make_user(app)
-    async with app.state.sessionmaker() as session:
-        payment = Payment(
-            purpose="mutants:again",
-            provider="stripe",
-            intent_id="pi_again",
-            user_id=user.id,
-            amount=Decimal("9.00"),
-            currency="usd",
-            status="pending",
-            refunded_amount=Decimal("0.00"),
-        )
-        session.add(payment)
-        await session.commit()
+    await stripe_payment(app, user.id, "again", "pi_again")
     completed = {
         "id": "cs_test_again",
         "object": "checkout.session",
@@ -409,9 +396,11 @@ async def test_a_checkout_session_delivered_again_is_a_duplicate_and_stripe_is_n
     assert provider.calls == ["retrieve_intent"]
 
 
-async def test_the_payment_of_an_intent_is_read_as_stored_even_when_the_session_holds_it(
-    world: World,
+@pytest.mark.parametrize("by", ["intent", "purpose"])
+async def test_the_payment_is_read_as_stored_even_when_the_session_holds_it(
+    world: World, by: str
 ) -> None:
+    """`get_by_intent` and `get_by_purpose` read the row as stored, not the session's copy."""
     order_id = await world.paid_order()
     payment_id = (await world.payment(order_id)).id
     async with world.app.state.sessionmaker() as session:
@@ -420,22 +409,10 @@ async def test_the_payment_of_an_intent_is_read_as_stored_even_when_the_session_
         assert held.intent_id is not None
         await payments_repository.add_to_refunded(session, payment_id, Decimal("2.50"))
 
-        found = await payments_repository.get_by_intent(session, held.intent_id)
-
-        assert found is not None and found.refunded_amount == Decimal("2.50")
-
-
-async def test_the_payment_of_a_purpose_is_read_as_stored_even_when_the_session_holds_it(
-    world: World,
-) -> None:
-    order_id = await world.paid_order()
-    payment_id = (await world.payment(order_id)).id
-    async with world.app.state.sessionmaker() as session:
-        held = await session.get(Payment, payment_id)  # a caller keeping the row it read
-        assert held is not None and held.refunded_amount == Decimal("0.00")
-        await payments_repository.add_to_refunded(session, payment_id, Decimal("2.50"))
-
-        found = await payments_repository.get_by_purpose(session, held.purpose)
+        if by == "intent":
+            found = await payments_repository.get_by_intent(session, held.intent_id)
+        else:
+            found = await payments_repository.get_by_purpose(session, held.purpose)
 
         assert found is not None and found.refunded_amount == Decimal("2.50")
 
@@ -443,16 +420,15 @@ async def test_the_payment_of_a_purpose_is_read_as_stored_even_when_the_session_
 async def test_an_intent_is_recorded_on_its_own_payment_only(world: World) -> None:
     """A payment left without an intent (the provider did not answer) keeps none while another
     order's intent is recorded, and gets its own when asked again."""
-    headers = world.buyer.headers
     stalled, other = await world.order(), await world.order()
     world.provider.fail_next("create_intent", ProviderFailed())
-    assert (await world.client.post(INTENT, json={"order_id": stalled}, headers=headers)).is_error
+    assert (await world.start_intent(stalled)).is_error
 
-    made = await world.client.post(INTENT, json={"order_id": other}, headers=headers)
+    made = await world.start_intent(other)
 
     assert made.status_code == 200, made.text
     assert (await world.payment(stalled)).intent_id is None
-    again = await world.client.post(INTENT, json={"order_id": stalled}, headers=headers)
+    again = await world.start_intent(stalled)
     assert again.status_code == 200, again.text
     assert again.json()["payment_intent_id"] != made.json()["payment_intent_id"]
     assert (await world.payment(stalled)).intent_id == again.json()["payment_intent_id"]
@@ -464,15 +440,14 @@ async def test_a_payment_whose_row_cannot_be_read_after_a_concurrent_insert_is_a
     """The purpose's payment was inserted by a concurrent request whose row this one cannot
     read yet: a 409 that says to retry, rather than a second payment."""
     order_id = await world.order()
-    headers = world.buyer.headers
-    first = await world.client.post(INTENT, json={"order_id": order_id}, headers=headers)
+    first = await world.start_intent(order_id)
     assert first.status_code == 200, first.text
 
     async def not_visible_yet(session: AsyncSession, purpose: str) -> Payment | None:
         return None
 
     monkeypatch.setattr(payments_repository, "get_by_purpose", not_visible_yet)
-    again = await world.client.post(INTENT, json={"order_id": order_id}, headers=headers)
+    again = await world.start_intent(order_id)
 
     assert again.status_code == 409, again.text
     assert again.json()["message"] == "A payment for this purpose is being created; retry."

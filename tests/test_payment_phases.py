@@ -79,14 +79,18 @@ class World:
         order = await place_order(self.client, self.buyer, product_id, 3)
         return int(order["id"])
 
+    async def start_intent(self, order_id: int) -> httpx.Response:
+        """The buyer asks for the order's payment intent."""
+        return await self.client.post(
+            INTENT, json={"order_id": order_id}, headers=self.buyer.headers
+        )
+
     async def paid_order(self, quantity: int = 3, product_id: int | None = None) -> int:
         """A paid order of `quantity` of a product (a new one at 10.00, stock 5, by default)."""
         product_id = product_id or await make_product(self.app, stock=5, price="10.00")
         order = await place_order(self.client, self.buyer, product_id, quantity)
         order_id = int(order["id"])
-        intent = await self.client.post(
-            INTENT, json={"order_id": order_id}, headers=self.buyer.headers
-        )
+        intent = await self.start_intent(order_id)
         assert intent.status_code == 200, intent.text
         paid = await self.client.post(confirm_url(order_id), headers=self.buyer.headers)
         assert paid.status_code == 200, paid.text
